@@ -1,0 +1,115 @@
+"""Figures shared by the notebooks. Each function returns the matplotlib Figure it drew."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .constants import EMOTIONS, NUM_CLASSES
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def class_counts_bar(counts, title: str = "Clips per class and split"):
+    """Grouped bar chart of a (splits x classes) pandas DataFrame of counts."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    counts = counts.reindex(columns=list(EMOTIONS), fill_value=0)
+    width = 0.8 / max(1, len(counts.index))
+    x = np.arange(NUM_CLASSES)
+    for i, split in enumerate(counts.index):
+        ax.bar(x + i * width, counts.loc[split].values, width, label=str(split))
+    ax.set_xticks(x + width * (len(counts.index) - 1) / 2, EMOTIONS)
+    ax.set_ylabel("count")
+    ax.set_title(title)
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def length_histogram(lengths_by_split: dict, fps: float, title: str = "Clip length"):
+    """Histogram of clip lengths in seconds, one series per split ({split: array of frame counts})."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3))
+    all_s = np.concatenate([np.asarray(v) for v in lengths_by_split.values()]) / fps
+    bins = np.linspace(0, max(1.0, all_s.max()) + 0.25, 24)
+    for split, v in lengths_by_split.items():
+        ax.hist(np.asarray(v) / fps, bins=bins, alpha=0.55, label=str(split))
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("clips")
+    ax.set_title(title)
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def face_grid(images, labels, per_class: int = 6, title: str = "", seed: int = 0):
+    """Grid of grayscale faces: one row per class, ``per_class`` random examples per row.
+
+    images: (N, H, W) uint8; labels: (N,) ints in 0..6.
+    """
+    plt = _plt()
+    rng = np.random.default_rng(seed)
+    fig, axes = plt.subplots(NUM_CLASSES, per_class, figsize=(per_class * 0.95, NUM_CLASSES * 1.05))
+    for c in range(NUM_CLASSES):
+        idx = np.flatnonzero(np.asarray(labels) == c)
+        pick = rng.choice(idx, size=min(per_class, len(idx)), replace=False) if len(idx) else []
+        for j in range(per_class):
+            ax = axes[c, j]
+            ax.axis("off")
+            if j < len(pick):
+                ax.imshow(images[pick[j]], cmap="gray", vmin=0, vmax=255)
+        axes[c, 0].text(-4, images.shape[1] / 2, EMOTIONS[c], ha="right", va="center", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(wspace=0.04, hspace=0.04, left=0.16)
+    return fig
+
+
+def frame_strip(rows, n_frames: int = 8, title: str = ""):
+    """Frame strips with keypoints: rows = [(label_text, frames (T,H,W,3) uint8, keypoints (T,5,2) or None)].
+
+    Shows ``n_frames`` evenly spaced frames per row, keypoints as red dots (absent where NaN).
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(len(rows), n_frames, figsize=(n_frames * 1.25, len(rows) * 1.1), squeeze=False)
+    for r, (text, frames, kps) in enumerate(rows):
+        idx = np.linspace(0, len(frames) - 1, n_frames).round().astype(int)
+        for j, i in enumerate(idx):
+            ax = axes[r, j]
+            ax.imshow(frames[i])
+            ax.axis("off")
+            if kps is not None and np.isfinite(kps[i]).all():
+                ax.scatter(kps[i, :, 0], kps[i, :, 1], s=4, c="red")
+            if r == 0:
+                ax.set_title(f"frame {i}", fontsize=7)
+        axes[r, 0].text(-8, frames.shape[1] / 2, text, ha="right", va="center", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(wspace=0.03, hspace=0.05, left=0.13)
+    return fig
+
+
+def spectrogram_grid(signals, sr: int, titles, title: str = ""):
+    """Log-magnitude spectrograms (0-4 kHz) of several mono signals, one panel each."""
+    plt = _plt()
+    n = len(signals)
+    cols = min(4, n)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 3.0, rows * 2.2), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= n:
+            ax.axis("off")
+            continue
+        x = np.asarray(signals[k], dtype=np.float32)
+        ax.specgram(x if len(x) >= 512 else np.pad(x, (0, 512 - len(x))), NFFT=512, Fs=sr, noverlap=384,
+                    cmap="magma", scale="dB", vmin=-120)
+        ax.set_ylim(0, 4000)
+        ax.set_title(titles[k], fontsize=9)
+        ax.set_xlabel("s", fontsize=8)
+        ax.set_ylabel("Hz", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

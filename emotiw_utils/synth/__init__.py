@@ -1,0 +1,1 @@
+"""Deterministic synthetic EmotiW-like data: faces, clips, speech."""

@@ -1,0 +1,127 @@
+"""The synthetic generator: determinism, ground-truth keypoints, clip structure, sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emotiw_utils.constants import EMOTIONS, NUM_CLASSES
+from emotiw_utils.synth import clips, expressions, face, generate, static
+
+
+def test_expression_prototypes_are_distinct_and_neutral_is_zero():
+    p = expressions.PROTOTYPES
+    assert p.shape == (NUM_CLASSES, expressions.N_AU)
+    assert np.all(p[EMOTIONS.index("Neutral")] == 0)
+    d = np.linalg.norm(p[:, None] - p[None], axis=-1)
+    assert np.all(d[~np.eye(NUM_CLASSES, dtype=bool)] > 0.5)
+
+
+def test_expression_rejects_bad_weights():
+    with pytest.raises(ValueError, match="non-negative vector of 7"):
+        expressions.expression(np.ones(3), 1.0)
+
+
+def test_keypoints_follow_pose_exactly():
+    rng = np.random.default_rng(0)
+    ident = face.sample_identity(rng)
+    au = expressions.expression(expressions.one_hot(3), 1.0)
+    pose = face.pose_matrix(30.0, 15.0, 80.0, 60.0)
+    k = face.transform_points(face.keypoints(ident, au), pose)
+    # Eyes are ident.eye_dx*2*scale apart whatever the rotation; the eye line is rotated by 15 degrees.
+    assert np.isclose(np.linalg.norm(k[1] - k[0]), 2 * ident.eye_dx * 30.0, rtol=1e-5)
+    assert np.isclose(np.degrees(np.arctan2(*(k[1] - k[0])[::-1])), 15.0, atol=1e-4)
+    # Smiling widens and raises the mouth corners relative to neutral.
+    k0 = face.keypoints(ident, np.zeros(expressions.N_AU))
+    k1 = face.keypoints(ident, au)
+    assert k1[4, 0] - k1[3, 0] > k0[4, 0] - k0[3, 0] and k1[3, 1] < k0[3, 1]
+
+
+def test_rendered_face_has_dark_eyes_at_keypoints():
+    rng = np.random.default_rng(1)
+    ident = face.sample_identity(rng)
+    rgb, alpha = face.render_face(ident, np.zeros(expressions.N_AU), 128)
+    assert rgb.shape == (128, 128, 3) and alpha.shape == (128, 128)
+    assert 0 <= rgb.min() and rgb.max() <= 1 and alpha.max() == 1
+    pose = face.pose_matrix(40.0, 0.0, 64.0, 64.0)
+    img, a = face.place_face(rgb, alpha, pose, (128, 128))
+    k = face.transform_points(face.keypoints(ident, np.zeros(expressions.N_AU)), pose)
+    lum = img.mean(-1)
+    for x, y in k[:2]:  # iris at the eye centre is darker than the cheek below it
+        assert lum[int(round(y)), int(round(x))] < lum[int(round(y + 0.3 * 40)), int(round(x))]
+
+
+@pytest.mark.parametrize("framing", [static.FER_FRAMING, static.TFD_FRAMING])
+def test_static_face_is_deterministic(framing):
+    a = static.render_static(np.random.default_rng([5, 1]), 3, framing)
+    b = static.render_static(np.random.default_rng([5, 1]), 3, framing)
+    c = static.render_static(np.random.default_rng([5, 2]), 3, framing)
+    assert a[0].shape == (48, 48) and a[0].dtype == np.uint8
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_tfd_crops_are_tighter_than_fer():
+    def eye_distance(framing):
+        d = [np.linalg.norm(np.subtract(*static.render_static(np.random.default_rng([i]), 6, framing)[1][:2]))
+             for i in range(20)]
+        return np.mean(d)
+
+    assert eye_distance(static.TFD_FRAMING) > 1.15 * eye_distance(static.FER_FRAMING)
+
+
+def test_clip_is_deterministic_and_consistent():
+    a = clips.make_clip(np.random.default_rng([7, 2, 0, 1]), 2)
+    b = clips.make_clip(np.random.default_rng([7, 2, 0, 1]), 2)
+    n = a.meta["n_frames"]
+    assert a.frames.shape == (n, *clips.FRAME_HW, 3) and a.frames.dtype == np.uint8
+    assert a.keypoints.shape == (n, 5, 2)
+    assert len(a.audio) == round(n / 25 * 16000)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.audio, b.audio)
+    assert np.array_equal(a.keypoints, b.keypoints, equal_nan=True)
+
+
+def test_timeline_events_and_order_pairs():
+    cfg = clips.ClipConfig(p_order=1.0, p_distractor=0.0)
+    fear, surprise = EMOTIONS.index("Fear"), EMOTIONS.index("Surprise")
+    au, events, env = clips.expression_timeline(np.random.default_rng(0), fear, 80, cfg)
+    roles = [(e["role"], e["emotion"]) for e in events]
+    assert roles == [("precursor", "Surprise"), ("target", "Fear")]
+    assert events[0]["start"] < events[1]["start"]
+    assert au.shape == (80, expressions.N_AU) and env.max() == pytest.approx(1.0)
+    # Neutral clips have no target event.
+    _, ev_n, env_n = clips.expression_timeline(np.random.default_rng(0), EMOTIONS.index("Neutral"), 50, cfg)
+    assert not [e for e in ev_n if e["role"] == "target"] and env_n.max() == 0
+    assert clips.ORDER_PAIRS[surprise] == fear and clips.ORDER_PAIRS[fear] == surprise
+
+
+def test_envelope_shape():
+    e = clips._envelope(30, 5, 4, 6, 5)
+    assert e[:5].max() == 0 and e[9:15].min() == pytest.approx(1.0) and e[21:].max() == 0
+    assert np.all(np.diff(e[5:10]) >= 0) and np.all(np.diff(e[14:21]) <= 0)
+
+
+def test_split_counts_sum_and_shares():
+    c = generate.split_counts(723, generate.AFEW_CLASS_SHARES)
+    assert sum(c) == 723 and min(c) > 0
+    assert sum(generate.split_counts(3, [1] * 7)) == 3
+    assert generate.split_counts(14, [1] * 7) == [2] * 7
+
+
+def test_profiles_match_the_paper_sizes():
+    full = generate.SYNTH_PROFILES["full"]
+    assert full.afew == (723, 383, 539) and sum(full.fer) == 35887 and full.tfd == 4178
+    demo = generate.SYNTH_PROFILES["demo"]
+    assert 0.4 < sum(demo.afew) / sum(full.afew) < 0.6
+
+
+def test_fer_generation_does_not_depend_on_worker_count(tmp_path):
+    sizes = generate.SynthSizes(afew=(0, 0, 0), fer=(21, 7, 7), tfd=0, tfd_unlabelled=0)
+    generate.generate_fer(tmp_path / "a.csv", sizes, 3, workers=1, progress=False)
+    generate.generate_fer(tmp_path / "b.csv", sizes, 3, workers=2, progress=False)
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def test_unknown_profile_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no synthetic dataset for profile 'huge'"):
+        generate.generate_dataset("huge", root=tmp_path / "x")
