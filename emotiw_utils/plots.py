@@ -74,7 +74,7 @@ def frame_strip(rows, n_frames: int = 8, title: str = ""):
     Shows ``n_frames`` evenly spaced frames per row, keypoints as red dots (absent where NaN).
     """
     plt = _plt()
-    fig, axes = plt.subplots(len(rows), n_frames, figsize=(n_frames * 1.25, len(rows) * 1.1), squeeze=False)
+    fig, axes = plt.subplots(len(rows), n_frames, figsize=(n_frames * 1.6, len(rows) * 1.4), squeeze=False)
     for r, (text, frames, kps) in enumerate(rows):
         idx = np.linspace(0, len(frames) - 1, n_frames).round().astype(int)
         for j, i in enumerate(idx):

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .. import paths
 from ..constants import (AFEW_FPS, AFEW_SPLITS, AUDIO_SR, EMOTIONS, FER2013_CLASS_COUNTS, FER_USAGES,
@@ -46,7 +46,7 @@ class SynthSizes:
 
 #: Sizes per profile; ``full`` is AFEW 5.0 (723/383/539) + FER2013 (35,887) + TFD (4,178 labelled).
 SYNTH_PROFILES: dict[str, SynthSizes] = {
-    "smoke": SynthSizes(afew=(42, 28, 21), fer=(1400, 300, 300), tfd=280, tfd_unlabelled=20),
+    "smoke": SynthSizes(afew=(35, 21, 14), fer=(1400, 300, 300), tfd=280, tfd_unlabelled=20),
     "demo": SynthSizes(afew=(362, 192, 270), fer=(14355, 1795, 1794), tfd=2089, tfd_unlabelled=200),
     "full": SynthSizes(afew=(723, 383, 539), fer=(28709, 3589, 3589), tfd=4178, tfd_unlabelled=400),
 }
