@@ -1,0 +1,52 @@
+# emotiw-book: install, generate the synthetic data, execute the notebooks, build the book, test.
+# Needs GNU make and Python 3.11 (3.12 works too); everything else goes into $(VENV).
+#   make book                 # demo profile -> _build/html/index.html
+#   make book PROFILE=smoke   # the tiny profile (about 3 minutes on 2 CPU cores)
+#   make run PROFILE=full DEVICE=cuda
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 >/dev/null 2>&1 && echo python3.11 || echo python3)
+VENV ?= .venv
+PROFILE ?= demo
+DEVICE ?=
+PYTEST_ARGS ?= -q
+
+VPY := $(VENV)/bin/python
+EMOTIW := $(VENV)/bin/emotiw
+STAMP := $(VENV)/.installed
+
+.PHONY: help install data run book test clean
+# Targets run in the order written (book = install, data, run, book) even under make -j.
+.NOTPARALLEL:
+
+help: ## show this help
+	@echo "usage: make TARGET [PROFILE=smoke|demo|full] [DEVICE=auto|cpu|cuda] [PYTHON=python3.11]"
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] < (3, 13) else 1)' || \
+	  { echo "error: $(PYTHON) is not Python 3.11 or 3.12; run 'make PYTHON=/path/to/python3.11 ...'" >&2; exit 1; }
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --upgrade pip
+	$(VPY) -m pip install -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the pinned package (instant when up to date)
+
+data: install ## generate (or reuse) the synthetic dataset of PROFILE
+	$(EMOTIW) data synth --profile $(PROFILE)
+
+run: install ## execute every notebook of PROFILE with papermill (cached stages are skipped)
+	$(EMOTIW) run --profile $(PROFILE) $(if $(DEVICE),--device $(DEVICE))
+
+book: install data run ## install, generate data, run the notebooks and render the book to _build/html
+	$(EMOTIW) book
+	@echo "open _build/html/index.html"
+
+test: install ## run the test suite
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+clean: ## remove the rendered book, executed notebooks and run artifacts (keeps .venv and data/)
+	rm -rf _build book/executed runs

@@ -1,0 +1,201 @@
+"""``emotiw`` command line: generate data, run the notebooks, build the book.
+
+::
+
+    emotiw data synth --profile demo [--seed 0] [--workers N] [--force]
+    emotiw run --profile demo [--stages 00 03_irnn] [--device auto|cpu|cuda] [--run-dir D]
+               [--afew PATH --fer2013 PATH [--tfd PATH]] [--recompute] [--seed S] [-p KEY=VALUE ...]
+    emotiw book [--strict | --no-strict]
+    emotiw stages
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import paths, profiles
+
+#: Errors reported as one line (no traceback) with exit code 1.
+_USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError, KeyError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="emotiw", description=(
+        "Runnable reproduction of Kahou et al. 2015, 'Recurrent Neural Networks for Emotion Recognition in "
+        "Video': generate the synthetic data, execute the notebooks, build the book."))
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    data = sub.add_parser("data", help="dataset commands")
+    dsub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+    synth = dsub.add_parser("synth", help="generate (or reuse) the synthetic dataset of a profile")
+    synth.add_argument("--profile", choices=profiles.SYNTHETIC_PROFILES, default="demo",
+                       help="dataset size (default: demo)")
+    synth.add_argument("--seed", type=int, default=None, help="generator seed (default: the profile's common.seed)")
+    synth.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    synth.add_argument("--force", action="store_true", help="regenerate even if a matching dataset is cached")
+
+    run = sub.add_parser("run", help="execute the notebooks (stages) of a profile with papermill")
+    run.add_argument("--profile", choices=profiles.PROFILES, default="demo", help="parameter profile (default: demo)")
+    run.add_argument("--stages", nargs="+", metavar="STAGE",
+                     help="stages to run, by name or prefix (e.g. 03_irnn or 03); default: all available")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+                     help="torch device (default: the profile's common.device, normally auto)")
+    run.add_argument("--run-dir", type=Path, default=None, help="artifact folder (default: runs/<profile>)")
+    run.add_argument("--afew", type=Path, default=None, help="AFEW 5.0 root holding Train|Val|Test/")
+    run.add_argument("--fer2013", type=Path, default=None, help="fer2013.csv (or .csv.gz, or the image-folder root)")
+    run.add_argument("--tfd", type=Path, default=None, help="TFD_48x48.mat (optional)")
+    run.add_argument("--recompute", action="store_true", help="run the stages even if cached")
+    run.add_argument("--seed", type=int, default=None, help="override common.seed")
+    run.add_argument("-p", "--param", dest="params", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a parameter: KEY=VALUE (wherever defined) or STAGE.KEY=VALUE; repeatable")
+    run.add_argument("--workers", type=int, default=None, help="worker processes for data generation")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(subparser=run)
+
+    book = sub.add_parser("book", help="render the executed notebooks with Jupyter Book into _build/html")
+    book.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
+                      help="turn warnings into errors (-W; default: on)")
+
+    sub.add_parser("stages", help="list the stages and whether their notebook exists")
+    return p
+
+
+def _cmd_data_synth(args) -> int:
+    from .synth.generate import generate_dataset
+
+    seed = args.seed if args.seed is not None else int(profiles.load_params(args.profile)["common"]["seed"])
+    t0 = time.perf_counter()
+    root = generate_dataset(args.profile, seed=seed, workers=args.workers, force=args.force)
+    print(root)
+    print(f"synthetic dataset {args.profile} (seed {seed}) ready in {time.perf_counter() - t0:.1f} s",
+          file=sys.stderr)
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from . import pipeline
+
+    run_parser: argparse.ArgumentParser = args.subparser
+    try:
+        overrides = profiles.parse_overrides(args.params)
+        if args.stages:
+            for s in args.stages:
+                pipeline.resolve_stage_name(s)
+    except ValueError as e:
+        run_parser.error(str(e))
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    given = [n for n in ("afew", "fer2013", "tfd") if getattr(args, n) is not None]
+    data = None
+    if given:
+        if args.afew is None or args.fer2013 is None:
+            run_parser.error("--afew and --fer2013 must be given together (--tfd is optional)")
+        data = pipeline.DataPaths(afew=args.afew, fer2013=args.fer2013, tfd=args.tfd, synthetic=False)
+    elif args.profile not in profiles.SYNTHETIC_PROFILES:
+        run_parser.error(f"profile {args.profile!r} needs the real datasets: --afew PATH --fer2013 PATH [--tfd PATH]")
+    try:
+        results = pipeline.run_pipeline(
+            args.profile, stages=args.stages, run_dir=args.run_dir, device=args.device, data=data,
+            recompute=args.recompute, overrides=overrides, progress=not args.quiet, workers=args.workers)
+    except pipeline.StageFailed as e:
+        if e.results:
+            print(pipeline.format_summary(e.results))
+        print(f"\nemotiw: error: {e}", file=sys.stderr)
+        return 1
+    print(pipeline.format_summary(results))
+    return 0
+
+
+def _toc_files(toc: Path) -> list[str]:
+    import yaml
+
+    data = yaml.safe_load(toc.read_text(encoding="utf-8")) or {}
+    out: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in ("root", "file") and isinstance(v, str):
+                    out.append(v)
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(data)
+    return out
+
+
+def _cmd_book(args) -> int:
+    root = paths.REPO_ROOT
+    toc = root / "_toc.yml"
+    if not toc.is_file():
+        print(f"emotiw: error: {toc} not found", file=sys.stderr)
+        return 1
+    missing = [f for f in _toc_files(toc)
+               if not any((root / f).with_suffix(ext).is_file() or (root / (f + ext)).is_file()
+                          for ext in (".md", ".ipynb", ".rst"))]
+    if missing:
+        hint = " (run `emotiw run --profile demo` first)" if any("executed" in f for f in missing) else ""
+        print(f"emotiw: error: the table of contents lists missing files: {', '.join(missing)}{hint}",
+              file=sys.stderr)
+        return 1
+    exe = Path(sys.executable).parent / "jupyter-book"
+    if not exe.exists():
+        import shutil
+
+        found = shutil.which("jupyter-book")
+        if found is None:
+            print("emotiw: error: jupyter-book is not installed (run `make install`)", file=sys.stderr)
+            return 1
+        exe = Path(found)
+    cmd = [str(exe), "build", str(root)]
+    if args.strict:
+        cmd += ["-W", "--keep-going"]
+    print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
+    rc = subprocess.call(cmd, cwd=root)
+    if rc == 0:
+        print(f"book: {root / '_build' / 'html' / 'index.html'}", file=sys.stderr)
+    return rc
+
+
+def _cmd_stages() -> int:
+    from . import pipeline
+
+    width = max(len(s.name) for s in pipeline.STAGES)
+    for s in pipeline.STAGES:
+        state = "ok     " if s.exists else "missing"
+        print(f"{s.name:<{width}}  {state}  {s.notebook}  {s.title}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``emotiw`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "data":
+            return _cmd_data_synth(args)
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "book":
+            return _cmd_book(args)
+        if args.command == "stages":
+            return _cmd_stages()
+    except _USER_ERRORS as e:
+        print(f"emotiw: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("emotiw: interrupted", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command!r}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Device selection and seeding. torch is imported lazily, inside the functions."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+
+#: Accepted values of a ``device`` parameter.
+DEVICE_SPECS = ("auto", "cpu", "cuda")
+
+
+def resolve_device(spec: str = "auto") -> str:
+    """Map a device spec to a concrete torch device string.
+
+    ``'auto'`` -> ``'cuda'`` if a CUDA GPU is usable, else ``'cpu'``; ``'cpu'`` -> ``'cpu'``;
+    ``'cuda'`` -> ``'cuda'``, RuntimeError if no GPU is usable. Anything else: ValueError.
+    """
+    s = str(spec).strip().lower()
+    if s not in DEVICE_SPECS:
+        raise ValueError(f"unknown device {spec!r}; expected one of {', '.join(DEVICE_SPECS)}")
+    if s == "cpu":
+        return "cpu"
+    import torch
+
+    available = torch.cuda.is_available()
+    if s == "auto":
+        return "cuda" if available else "cpu"
+    if not available:
+        raise RuntimeError(
+            "device 'cuda' was requested but no CUDA GPU is usable "
+            f"(torch {torch.__version__}, built with CUDA {torch.version.cuda or 'none'}); "
+            "use --device cpu or --device auto, or install a CUDA build of torch (see README)")
+    return "cuda"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cpu_count() -> int:
+    """Cores this process may use (affinity-aware where the OS tells)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def device_description(device: str) -> str:
+    """Human-readable description: the GPU name for ``cuda``, CPU model and core count for ``cpu``."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        idx = torch.device(device).index or 0
+        props = torch.cuda.get_device_properties(idx)
+        return f"cuda:{idx} {props.name} ({props.total_memory / 2**30:.0f} GiB), torch {torch.__version__}"
+    return f"cpu: {_cpu_model()} ({cpu_count()} cores)"
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed python ``random``, numpy's global RNG, torch and all CUDA devices.
+
+    With ``deterministic``, cuDNN autotuning is off and cuDNN picks deterministic kernels (cheap);
+    ``torch.use_deterministic_algorithms`` is left alone because it makes some GPU ops raise.
+    """
+    import numpy as np
+
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    import torch
+
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True

@@ -1,0 +1,585 @@
+"""The ordered stages of the reproduction and the papermill runner that executes them.
+
+Each stage is one MyST-markdown notebook (``notebooks/NN_name.md``, jupytext). :func:`run_pipeline`
+executes the selected stages in order with papermill into ``book/executed/NN_name.ipynb`` (what
+Jupyter Book renders) and records ``{run_dir}/{NN_name}/manifest.json``.
+
+Parameters a notebook receives (its ``parameters`` cell should declare all of them, with literal
+defaults, or papermill warns "Passed unknown parameter"):
+
+* the profile's ``common`` keys (``profile``, ``seed``, ``device``) and the stage's own keys
+  (``params/<profile>.yaml``, :mod:`emotiw_utils.profiles`);
+* injected by the runner (:data:`INJECTED_PARAMETERS`): ``stage`` (its name), ``run_dir``
+  (absolute), ``afew_dir``, ``fer2013_path``, ``tfd_path`` (str or None), ``synthetic`` (bool);
+  ``device`` is replaced by the resolved device (``cpu`` or ``cuda``).
+
+Caching: a stage's input hash is the sha256 of its notebook source, its parameters and the
+``input_hash``/``run_id`` of every earlier stage's manifest in the run directory. A stage whose
+manifest is ``ok`` with the same hash, and whose executed notebook is available, is skipped
+(``cached``). Re-running a stage gives it a new ``run_id``, so every later stage runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import artifacts, paths, profiles
+from .device import device_description, resolve_device
+
+log = logging.getLogger(__name__)
+
+#: Copy of the executed notebook kept in the stage folder, so a cached stage can restore
+#: ``book/executed/NN_name.ipynb`` after another run (profile) overwrote it.
+EXECUTED_COPY = "executed.ipynb"
+#: Parameters the runner adds to every stage's parameters.
+INJECTED_PARAMETERS: tuple[str, ...] = ("stage", "run_dir", "afew_dir", "fer2013_path", "tfd_path", "synthetic",
+                                        "device")
+#: Tag papermill gives the cell it inserts; the runner adds ``hide-input`` so the book folds it.
+INJECTED_TAG = "injected-parameters"
+#: Kernel every notebook runs in: always the python running the pipeline (see :func:`_kernel_manager_class`).
+KERNEL_NAME = "python3"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage: ``name`` (``NN_name``), ``notebook`` (path relative to the repository root) and chapter ``title``."""
+
+    name: str
+    notebook: str
+    title: str
+
+    @property
+    def source(self) -> Path:
+        """Absolute path of the notebook source (``notebook`` may also be absolute)."""
+        return paths.REPO_ROOT / self.notebook
+
+    @property
+    def exists(self) -> bool:
+        return self.source.is_file()
+
+
+#: All planned stages of the paper, in execution order (later issues add the notebooks).
+STAGES: list[Stage] = [
+    Stage("00_datasets", "notebooks/00_datasets.md", "Datasets: AFEW 5.0, FER2013 and TFD (section 2.1.1)"),
+    Stage("01_alignment", "notebooks/01_alignment.md", "Face detection and alignment (section 2.1.2)"),
+    Stage("02_cnn", "notebooks/02_cnn.md", "Frame-level CNN trained on static faces (section 2.1.3)"),
+    Stage("03_irnn", "notebooks/03_irnn.md", "Learning sequences with an IRNN (section 2.2)"),
+    Stage("04_kavg_svm", "notebooks/04_kavg_svm.md", "Aggregated CNN features and SVM (section 2.3)"),
+    Stage("05_audio", "notebooks/05_audio.md", "Audio features and SVM (section 3)"),
+    Stage("06_activity_sae", "notebooks/06_activity_sae.md", "Activity: spatio-temporal autoencoder (section 4)"),
+    Stage("07_fusion", "notebooks/07_fusion.md", "Feature-level fusion network (section 5.1)"),
+    Stage("08_random_search", "notebooks/08_random_search.md", "Decision-level fusion by random search (section 5.2)"),
+    Stage("09_submissions", "notebooks/09_submissions.md", "Challenge submissions (section 6.3, Table 2)"),
+]
+
+
+def stage_names() -> list[str]:
+    """Names of all planned stages, in order."""
+    return [s.name for s in STAGES]
+
+
+def available_stages() -> list[Stage]:
+    """Stages whose notebook source exists."""
+    return [s for s in STAGES if s.exists]
+
+
+def get_stage(name: str) -> Stage:
+    """The stage called ``name`` (or a unique prefix, see :func:`resolve_stage_name`)."""
+    name = resolve_stage_name(name)
+    return next(s for s in STAGES if s.name == name)
+
+
+def resolve_stage_name(name: str) -> str:
+    """Full stage name for ``name``: an exact name (``03_irnn``) or a unique prefix (``03``).
+
+    ValueError listing the known stages otherwise.
+    """
+    names = stage_names()
+    name = str(name).strip()
+    if name in names:
+        return name
+    matches = [n for n in names if n.startswith(name)] if name else []
+    if len(matches) == 1:
+        return matches[0]
+    what = f"ambiguous stage {name!r} (matches {', '.join(matches)})" if matches else f"unknown stage {name!r}"
+    raise ValueError(f"{what}; known stages: {', '.join(names)}")
+
+
+def select_stages(requested: Iterable[str] | None = None) -> list[Stage]:
+    """Stages to run, in pipeline order: all available ones, or the ``requested`` names/prefixes.
+
+    ValueError for an unknown stage or one whose notebook does not exist yet.
+    """
+    if requested is None:
+        selected = available_stages()
+        if not selected:
+            raise ValueError(f"no stage notebooks found under {paths.NOTEBOOKS_DIR}")
+        return selected
+    wanted = {resolve_stage_name(r) for r in requested}
+    if not wanted:
+        raise ValueError("no stages requested")
+    selected = [s for s in STAGES if s.name in wanted]
+    missing = [s for s in selected if not s.exists]
+    if missing:
+        avail = ", ".join(s.name for s in available_stages()) or "none"
+        raise ValueError("stage " + ", ".join(f"{s.name} (notebook {s.notebook} does not exist yet)" for s in missing)
+                         + f"; available stages: {avail}")
+    return selected
+
+
+# ---- data -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DataPaths:
+    """Where a run reads its datasets: AFEW root (``Train|Val|Test/<Emotion>/<clip>.avi``), FER2013
+    (``fer2013.csv``, ``.csv.gz`` or the image-folder root), TFD ``TFD_48x48.mat`` (optional)."""
+
+    afew: Path
+    fer2013: Path
+    tfd: Path | None = None
+    synthetic: bool = False
+
+    @classmethod
+    def from_synthetic_root(cls, root: str | Path) -> DataPaths:
+        """Paths inside a generated synthetic dataset root."""
+        from .constants import TFD_FILENAME
+
+        root = Path(root)
+        return cls(afew=root / paths.AFEW_SUBDIR, fer2013=root / paths.FER_SUBDIR / paths.FER_CSV,
+                   tfd=root / paths.TFD_SUBDIR / TFD_FILENAME, synthetic=True)
+
+    def resolved(self) -> DataPaths:
+        """Absolute paths; FileNotFoundError naming the first path that does not exist."""
+        afew = Path(self.afew).expanduser().resolve()
+        fer = Path(self.fer2013).expanduser().resolve()
+        tfd = Path(self.tfd).expanduser().resolve() if self.tfd is not None else None
+        if not afew.is_dir():
+            raise FileNotFoundError(f"{afew}: AFEW folder not found (expected Train|Val|Test/<Emotion>/<clip>.avi)")
+        if not fer.exists():
+            raise FileNotFoundError(f"{fer}: FER2013 not found (expected fer2013.csv, .csv.gz or train|test/ folders)")
+        if tfd is not None and not tfd.is_file():
+            raise FileNotFoundError(f"{tfd}: TFD file not found (expected TFD_48x48.mat)")
+        return DataPaths(afew, fer, tfd, self.synthetic)
+
+    def fingerprint(self) -> str:
+        """A hash of the datasets' contents as cheaply observable: a synthetic dataset's
+        ``generation.json``; for real data every file's relative path, size and mtime. Part of each
+        stage's input hash, so regenerating or replacing the data re-runs the stages."""
+        h = hashlib.sha256()
+        roots = [p for p in (self.afew, self.fer2013, self.tfd) if p is not None]
+        info = Path(self.afew).parent / paths.SYNTH_INFO
+        if self.synthetic and info.is_file():
+            h.update(info.read_bytes())
+            return h.hexdigest()
+        for root in roots:
+            root = Path(root)
+            files = sorted(root.rglob("*")) if root.is_dir() else [root]
+            for f in files:
+                if f.is_file():
+                    st = f.stat()
+                    h.update(f"{f.relative_to(root.parent)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()
+
+    def as_parameters(self) -> dict[str, Any]:
+        return {"afew_dir": str(self.afew), "fer2013_path": str(self.fer2013),
+                "tfd_path": str(self.tfd) if self.tfd is not None else None, "synthetic": bool(self.synthetic)}
+
+
+def resolve_data(profile: str, seed: int, data: DataPaths | None = None, workers: int | None = None,
+                 progress: bool = True) -> DataPaths:
+    """The data of a run: ``data`` if given, else the (generated or cached) synthetic dataset of ``profile``.
+
+    Profile ``real`` needs explicit ``data`` (CLI ``--afew`` and ``--fer2013``).
+    """
+    if data is None:
+        if profile not in profiles.SYNTHETIC_PROFILES:
+            raise ValueError(f"profile {profile!r} reads the real datasets: pass --afew PATH and --fer2013 PATH "
+                             "(and optionally --tfd PATH)")
+        from .synth.generate import generate_dataset
+
+        root = generate_dataset(profile, seed=seed, workers=workers, progress=progress)
+        data = DataPaths.from_synthetic_root(root)
+    return data.resolved()
+
+
+# ---- results, failures ------------------------------------------------------------------------
+
+@dataclass
+class StageResult:
+    """Outcome of one stage: ``status`` is ``ran``, ``cached`` or ``failed``."""
+
+    name: str
+    status: str
+    wall_s: float
+    executed_path: Path | None
+    error: str | None = None
+
+
+class StageFailed(RuntimeError):
+    """A stage's notebook failed. The message names the stage, notebook, failing cell and error.
+
+    ``results`` holds the results of the stages handled so far, the failed one last.
+    """
+
+    def __init__(self, message: str, *, stage: str, notebook: str | Path, cell_index: int | None = None,
+                 cell_source: str | None = None, ename: str | None = None, evalue: str | None = None,
+                 executed_path: Path | None = None, results: list[StageResult] | None = None):
+        super().__init__(message)
+        self.stage = stage
+        self.notebook = str(notebook)
+        self.cell_index = cell_index
+        self.cell_source = cell_source
+        self.ename = ename
+        self.evalue = evalue
+        self.executed_path = executed_path
+        self.results = results if results is not None else []
+
+
+def format_summary(results: Sequence[StageResult]) -> str:
+    """A plain-text table of the stages of a run with status and wall time."""
+    header = ("stage", "status", "wall time")
+    rows = [(r.name, r.status, _fmt_seconds(r.wall_s)) for r in results]
+    total = sum(r.wall_s for r in results)
+    rows.append(("total", "", _fmt_seconds(total)))
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(3)]
+
+    def fmt(row):
+        return f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}"
+
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt(header), sep, *(fmt(r) for r in rows[:-1]), sep, fmt(rows[-1])])
+
+
+def _fmt_seconds(s: float) -> str:
+    if s < 60:
+        return f"{s:.1f} s"
+    m, sec = divmod(int(round(s)), 60)
+    return f"{m}:{sec:02d} min" if m < 60 else f"{m // 60}:{m % 60:02d}:{sec:02d} h"
+
+
+# ---- hashing and caching ----------------------------------------------------------------------
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_manifest_quiet(sdir: Path) -> dict | None:
+    try:
+        return artifacts.read_manifest(sdir)
+    except ValueError:
+        return None
+
+
+def _upstream(run_dir: Path, stage: Stage) -> list[dict]:
+    """``{stage, input_hash, run_id, status}`` of every earlier stage that has a manifest in ``run_dir``."""
+    out = []
+    for s in STAGES:
+        if s.name == stage.name:
+            break
+        m = _read_manifest_quiet(run_dir / s.name)
+        if m is not None:
+            out.append({"stage": s.name, "input_hash": m.get("input_hash"), "run_id": m.get("run_id"),
+                        "status": m.get("status")})
+    return out
+
+
+def compute_input_hash(source: bytes, parameters: Mapping[str, Any], upstream: Sequence[Mapping[str, Any]]) -> str:
+    """sha256 of the notebook source, the parameters (canonical JSON) and the upstream manifests' identities."""
+    h = hashlib.sha256()
+    h.update(b"notebook\0")
+    h.update(source)
+    h.update(b"\0parameters\0")
+    h.update(json.dumps(artifacts.to_jsonable(parameters), sort_keys=True).encode())
+    h.update(b"\0upstream\0")
+    h.update(json.dumps(artifacts.to_jsonable(list(upstream)), sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _restore_cached(manifest: dict | None, input_hash: str, sdir: Path, executed: Path) -> bool:
+    """True if the stage can be skipped; restores ``executed`` from the stage's copy when needed."""
+    if not manifest or manifest.get("status") != "ok" or manifest.get("input_hash") != input_hash:
+        return False
+    want = manifest.get("executed_sha256")
+    if executed.is_file() and (want is None or _sha256_file(executed) == want):
+        return True
+    copy = sdir / EXECUTED_COPY
+    if copy.is_file() and (want is None or _sha256_file(copy) == want):
+        artifacts.atomic_write_bytes(executed, copy.read_bytes())
+        return True
+    return False
+
+
+# ---- execution --------------------------------------------------------------------------------
+
+_KM_CLASS = None
+
+
+def _kernel_manager_class():
+    """A jupyter_client kernel manager whose ``python3`` kernel is always ``sys.executable -m ipykernel_launcher``.
+
+    A ``python3`` kernelspec found on the Jupyter path (e.g. a user-level one pointing at another
+    python) would otherwise take precedence; the notebooks must run in the interpreter (virtualenv)
+    that runs the pipeline.
+    """
+    global _KM_CLASS
+    if _KM_CLASS is None:
+        from jupyter_client.kernelspec import KernelSpecManager
+        from jupyter_client.manager import AsyncKernelManager
+        from traitlets import default
+
+        class _ThisPythonKernelSpecManager(KernelSpecManager):
+            def get_kernel_spec(self, kernel_name):
+                if kernel_name == KERNEL_NAME:
+                    from ipykernel.kernelspec import RESOURCES, get_kernel_dict
+
+                    return self.kernel_spec_class(resource_dir=RESOURCES, **get_kernel_dict())
+                return super().get_kernel_spec(kernel_name)
+
+        class ThisPythonKernelManager(AsyncKernelManager):
+            @default("kernel_spec_manager")
+            def _default_ksm(self):
+                return _ThisPythonKernelSpecManager(data_dir=self.data_dir)
+
+            @default("transport_encryption")
+            def _default_transport_encryption(self):
+                # CurveZMQ keys when available (ipykernel warns about plain TCP otherwise).
+                import zmq
+
+                return "auto" if zmq.has("curve") else "disabled"
+
+        _KM_CLASS = ThisPythonKernelManager
+    return _KM_CLASS
+
+
+def _has_parameters_cell(nb) -> bool:
+    return any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells)
+
+
+def _postprocess_executed(executed: Path) -> None:
+    """Fold the papermill-injected parameters cell in the book (``hide-input``)."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    changed = False
+    for c in nb.cells:
+        tags = c.get("metadata", {}).get("tags", [])
+        if INJECTED_TAG in tags and "hide-input" not in tags:
+            c.metadata["tags"] = [*tags, "hide-input"]
+            changed = True
+    if changed:
+        artifacts.atomic_write_text(executed, nbformat.writes(nb))
+
+
+def _find_failed_cell(executed: Path) -> tuple[int | None, str | None, str | None, str | None]:
+    """``(index, source, ename, evalue)`` of the first failed cell of an executed notebook (or Nones)."""
+    try:
+        import nbformat
+
+        nb = nbformat.read(executed, as_version=4)
+    except Exception:  # noqa: BLE001 (the notebook may be half-written)
+        return None, None, None, None
+    running = None
+    for i, c in enumerate(nb.cells):
+        if c.cell_type != "code":
+            continue
+        for o in c.get("outputs", []):
+            if o.get("output_type") == "error":
+                return i, c.source, o.get("ename"), o.get("evalue")
+        pm = c.get("metadata", {}).get("papermill", {})
+        if pm.get("exception"):
+            return i, c.source, None, None
+        if running is None and pm.get("status") == "running":
+            running = (i, c.source, None, None)
+    return running or (None, None, None, None)
+
+
+def _source_location(src_path: Path, src_nb, cell_source: str | None) -> str:
+    """``cell K, line L of notebooks/x.md`` for a cell source, as precisely as can be found."""
+    rel = _rel(src_path)
+    if not cell_source:
+        return f"{rel}"
+    idx = next((i for i, c in enumerate(src_nb.cells) if c.source.strip() == cell_source.strip()), None)
+    where = f"cell {idx} of {rel}" if idx is not None else f"{rel}"
+    try:
+        text = src_path.read_text(encoding="utf-8")
+        pos = text.find(cell_source.strip().splitlines()[0])
+        if pos >= 0:
+            where += f", line {text.count(chr(10), 0, pos) + 1}"
+    except (OSError, IndexError):
+        pass
+    return where
+
+
+def _rel(p: Path) -> str:
+    try:
+        return str(Path(p).resolve().relative_to(paths.REPO_ROOT))
+    except ValueError:
+        return str(p)
+
+
+def _excerpt(source: str | None, n: int = 6) -> str:
+    if not source:
+        return "    (source unavailable)"
+    lines = source.rstrip().splitlines()
+    body = [f"    {ln}" for ln in lines[:n]]
+    if len(lines) > n:
+        body.append(f"    ... ({len(lines) - n} more lines)")
+    return "\n".join(body)
+
+
+def _execute(stage: Stage, nb, parameters: dict, executed: Path, progress: bool, timeout: int | None):
+    import papermill
+
+    papermill.execute_notebook(
+        nb, str(executed), parameters=parameters, kernel_name=KERNEL_NAME, language="python",
+        cwd=str(paths.REPO_ROOT), progress_bar=progress, log_output=False, start_timeout=180,
+        execution_timeout=timeout, kernel_manager_class=_kernel_manager_class(),
+    )
+
+
+def _failure(stage: Stage, exc: BaseException, src_nb, executed: Path) -> StageFailed:
+    """Build the StageFailed describing ``exc`` raised while executing ``stage``."""
+    try:
+        from papermill.exceptions import PapermillExecutionError
+    except ImportError:  # pragma: no cover
+        PapermillExecutionError = ()  # type: ignore[assignment]  # noqa: N806
+    if isinstance(exc, PapermillExecutionError):
+        cell_source, ename, evalue = exc.source, exc.ename, exc.evalue
+        idx = exc.cell_index
+        fidx, fsrc, _, _ = _find_failed_cell(executed) if executed.exists() else (None, None, None, None)
+        if fsrc is not None and cell_source is None:
+            idx, cell_source = fidx, fsrc
+    else:
+        idx, cell_source, ename, evalue = _find_failed_cell(executed) if executed.exists() else (None,) * 4
+        ename = ename or type(exc).__name__
+        evalue = evalue or str(exc)
+    where = _source_location(stage.source, src_nb, cell_source)
+    evalue_s = str(evalue or "").strip()
+    if len(evalue_s) > 2000:
+        evalue_s = evalue_s[:2000] + " ..."
+    msg = (f"stage {stage.name} failed (notebook {_rel(stage.source)})\n"
+           f"failing cell: {where}" + (f" (executed cell {idx})" if idx is not None else "") + "\n"
+           f"{_excerpt(cell_source)}\n"
+           f"error: {ename}: {evalue_s}\n"
+           f"full traceback in the executed notebook: {executed}")
+    return StageFailed(msg, stage=stage.name, notebook=stage.notebook, cell_index=idx, cell_source=cell_source,
+                       ename=ename, evalue=evalue_s, executed_path=executed)
+
+
+def run_pipeline(profile: str, stages: Iterable[str] | None = None, run_dir: str | Path | None = None,
+                 device: str | None = None, data: DataPaths | None = None, recompute: bool = False,
+                 overrides: Mapping[str, Any] | Iterable[str] | None = None, progress: bool = True,
+                 executed_dir: str | Path | None = None, workers: int | None = None,
+                 timeout: int | None = None) -> list[StageResult]:
+    """Execute the selected stages of ``profile`` in order; return one StageResult per stage.
+
+    ``stages``: names or prefixes (default: every stage whose notebook exists). ``run_dir``: default
+    ``runs/<profile>``. ``device``: ``auto|cpu|cuda`` (default: the profile's ``common.device``).
+    ``data``: the datasets (default: the synthetic dataset of the profile, generated if needed;
+    required for ``real``). ``recompute``: run even if cached. ``overrides``: ``KEY=VALUE`` strings
+    or a flat dict (:func:`emotiw_utils.profiles.parse_overrides`). ``executed_dir``: where executed
+    notebooks go (default ``book/executed``). ``timeout``: per-cell limit in seconds (default none).
+
+    Raises StageFailed (with ``.results``) when a notebook fails; ValueError / FileNotFoundError /
+    RuntimeError for bad arguments before anything runs.
+    """
+    params = profiles.load_params(profile, overrides)
+    selected = select_stages(stages)
+    common = params["common"]
+    dev = resolve_device(device if device is not None else common.get("device", "auto"))
+    data = resolve_data(profile, int(common["seed"]), data, workers=workers, progress=progress)
+    run_dir = Path(run_dir if run_dir is not None else paths.default_run_dir(profile)).expanduser().resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    executed_dir = Path(executed_dir if executed_dir is not None else paths.EXECUTED_DIR).expanduser().resolve()
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    dev_desc = device_description(dev)
+    data_fp = data.fingerprint()
+
+    import jupytext
+
+    results: list[StageResult] = []
+    for stage in selected:
+        sp = profiles.stage_parameters(params, stage.name)
+        sp.update(data.as_parameters())
+        sp.update(stage=stage.name, run_dir=str(run_dir), device=dev)
+        source = stage.source.read_bytes()
+        upstream = _upstream(run_dir, stage)
+        input_hash = compute_input_hash(source, {**sp, "_data_fingerprint": data_fp}, upstream)
+        sdir = artifacts.stage_dir(run_dir, stage.name)
+        executed = executed_dir / f"{stage.name}.ipynb"
+        if not recompute and _restore_cached(_read_manifest_quiet(sdir), input_hash, sdir, executed):
+            results.append(StageResult(stage.name, "cached", 0.0, executed))
+            if progress:
+                print(f"[{stage.name}] cached (inputs unchanged)", file=sys.stderr, flush=True)
+            continue
+        for s in STAGES[:STAGES.index(stage)]:
+            m = _read_manifest_quiet(run_dir / s.name)
+            if s.exists and (m is None or m.get("status") != "ok"):
+                log.warning("%s: earlier stage %s has no successful run in %s", stage.name, s.name, run_dir)
+
+        if progress:
+            print(f"[{stage.name}] running {stage.notebook} on {dev}", file=sys.stderr, flush=True)
+        src_nb = jupytext.read(stage.source)
+        src_nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)",
+                                         "language": "python"}
+        (sdir / paths.MANIFEST).unlink(missing_ok=True)  # an interrupted run must not look cached
+        started, t0 = artifacts.now_iso(), time.perf_counter()
+        common_manifest = dict(stage=stage.name, parameters=sp, input_hash=input_hash, device=dev_desc,
+                               run_id=uuid.uuid4().hex, profile=profile, notebook=stage.notebook,
+                               executed=str(executed), upstream=upstream)
+        try:
+            if not _has_parameters_cell(src_nb):
+                raise StageFailed(
+                    f"stage {stage.name} failed (notebook {_rel(stage.source)})\n"
+                    "error: the notebook has no cell tagged 'parameters' (add ':tags: [parameters]' to the "
+                    "code-cell holding the parameter defaults)",
+                    stage=stage.name, notebook=stage.notebook)
+            _execute(stage, src_nb, sp, executed, progress, timeout)
+            _postprocess_executed(executed)
+        except BaseException as exc:  # noqa: BLE001 (record the failure, then re-raise)
+            wall = time.perf_counter() - t0
+            if isinstance(exc, StageFailed):
+                failure = exc
+            elif isinstance(exc, KeyboardInterrupt):
+                failure = None
+            else:
+                failure = _failure(stage, exc, src_nb, executed)
+            err = str(failure) if failure is not None else "interrupted"
+            artifacts.write_manifest(sdir, status="failed", wall_time_s=wall, started=started,
+                                     finished=artifacts.now_iso(), error=err, **common_manifest)
+            results.append(StageResult(stage.name, "failed", wall, executed if executed.exists() else None, err))
+            if failure is None:
+                raise
+            failure.results = results
+            raise failure from (None if failure is exc else exc)
+        wall = time.perf_counter() - t0
+        shutil.copyfile(executed, sdir / (EXECUTED_COPY + ".tmp"))
+        os.replace(sdir / (EXECUTED_COPY + ".tmp"), sdir / EXECUTED_COPY)
+        artifacts.write_manifest(sdir, status="ok", wall_time_s=wall, started=started, finished=artifacts.now_iso(),
+                                 executed_sha256=_sha256_file(executed), **common_manifest)
+        results.append(StageResult(stage.name, "ran", wall, executed))
+        if progress:
+            print(f"[{stage.name}] done in {_fmt_seconds(wall)}", file=sys.stderr, flush=True)
+    return results
+
+
+__all__ = [
+    "DataPaths", "EXECUTED_COPY", "INJECTED_PARAMETERS", "STAGES", "Stage", "StageFailed", "StageResult",
+    "available_stages", "compute_input_hash", "format_summary", "get_stage", "resolve_data", "resolve_stage_name",
+    "run_pipeline", "select_stages", "stage_names",
+]
