@@ -1,0 +1,66 @@
+"""Smoke run of the whole chain: generate the smoke data, execute every existing stage's notebook
+with papermill, and build the book with ``jupyter-book build -W`` (warnings are errors).
+
+The executed notebooks and the book go to a temporary copy of the book sources, so the test never
+touches the developer's ``book/executed`` or ``_build``. The synthetic smoke dataset is cached in
+``$EMOTIW_DATA`` (default ``data/``) like any run's.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from emotiw_utils import paths, pipeline
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("smoke")
+    site = tmp / "site"
+    (site / "book").mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(paths.REPO_ROOT / name, site / name)
+    for page in (paths.REPO_ROOT / "book").glob("*.md"):
+        shutil.copy(page, site / "book" / page.name)
+    # literalinclude paths in the chapters are relative to the repository root.
+    (site / "emotiw_utils").symlink_to(paths.REPO_ROOT / "emotiw_utils")
+    results = pipeline.run_pipeline("smoke", run_dir=tmp / "run", executed_dir=site / "book" / "executed",
+                                    device="cpu", progress=False)
+    build = subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), "build", str(site), "-W", "-n",
+                            "--keep-going"], capture_output=True, text=True)
+    return dict(results=results, run=tmp / "run", site=site, build=build)
+
+
+def test_every_existing_stage_ran(smoke):
+    names = [r.name for r in smoke["results"]]
+    assert names == [s.name for s in pipeline.available_stages()]
+    assert all(r.status == "ran" for r in smoke["results"])
+    for name in names:
+        manifest = json.loads((smoke["run"] / name / paths.MANIFEST).read_text())
+        assert manifest["status"] == "ok" and manifest["parameters"]["profile"] == "smoke"
+        assert (smoke["run"] / name / paths.METRICS).is_file()
+
+
+def test_data_chapter_metrics(smoke):
+    m = json.loads((smoke["run"] / "00_datasets" / paths.METRICS).read_text())
+    assert m["data"] == "synthetic"
+    assert m["fer2013_images"] == 2000 and m["tfd_labelled"] == 280
+    assert m["afew_clips"] == {"Train": 35, "Val": 21, "Test": 14}
+    assert m["afew_probe"]["Train"]["unreadable"] == 0
+
+
+def test_book_builds_without_warnings(smoke):
+    b = smoke["build"]
+    assert b.returncode == 0, b.stdout[-3000:] + b.stderr[-3000:]
+    html = smoke["site"] / "_build" / "html"
+    assert (html / "index.html").is_file()
+    page = (html / "book" / "executed" / "00_datasets.html").read_text()
+    assert "synthetic" in page and page.count("<img") >= 5
