@@ -125,3 +125,18 @@ def test_fer_generation_does_not_depend_on_worker_count(tmp_path):
 def test_unknown_profile_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no synthetic dataset for profile 'huge'"):
         generate.generate_dataset("huge", root=tmp_path / "x")
+
+
+def test_cached_dataset_is_reused_and_rebuilt_when_stale(tmp_path, monkeypatch):
+    tiny = generate.SynthSizes(afew=(7, 7, 7), fer=(14, 7, 7), tfd=7, tfd_unlabelled=1)
+    monkeypatch.setitem(generate.SYNTH_PROFILES, "smoke", tiny)
+    root = generate.generate_dataset("smoke", seed=0, workers=1, root=tmp_path / "ds", progress=False)
+    info = generate.load_generation_info(root)
+    assert info["stats"]["afew"]["clips"] == 21 and info["stats"]["fer2013"]["images"] == 28
+    stamp = (root / "generation.json").stat().st_mtime_ns
+    assert generate.generate_dataset("smoke", seed=0, root=root, progress=False) == root
+    assert (root / "generation.json").stat().st_mtime_ns == stamp  # reused, not regenerated
+    monkeypatch.setattr(generate, "generator_fingerprint", lambda: "changed")
+    generate.generate_dataset("smoke", seed=0, workers=1, root=root, progress=False)
+    assert generate.load_generation_info(root)["generator_fingerprint"] == "changed"
+    assert not root.with_name("ds.partial").exists()

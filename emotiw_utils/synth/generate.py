@@ -26,7 +26,8 @@ from .. import paths
 from ..constants import (AFEW_FPS, AFEW_SPLITS, AUDIO_SR, EMOTIONS, FER2013_CLASS_COUNTS, FER_USAGES,
                          KEYPOINTS_SUFFIX, NUM_CLASSES, TEST_LABELS_FILENAME, TFD_FILENAME)
 
-#: Bump when the generator's output changes, so cached datasets are rebuilt.
+#: Bump when the generator's output format changes. Cached datasets are also rebuilt whenever the
+#: generator's source changes (see :func:`generator_fingerprint`), so a tuned knob never serves stale data.
 GENERATOR_VERSION = 1
 #: Approximate class shares of AFEW clips (Angry, Disgust, Fear, Happy, Sad, Surprise, Neutral).
 AFEW_CLASS_SHARES = (0.17, 0.10, 0.11, 0.20, 0.16, 0.10, 0.16)
@@ -50,6 +51,18 @@ SYNTH_PROFILES: dict[str, SynthSizes] = {
     "demo": SynthSizes(afew=(362, 192, 270), fer=(14355, 1795, 1794), tfd=2089, tfd_unlabelled=200),
     "full": SynthSizes(afew=(723, 383, 539), fer=(28709, 3589, 3589), tfd=4178, tfd_unlabelled=400),
 }
+
+
+def generator_fingerprint() -> str:
+    """SHA-256 over the source of every module of :mod:`emotiw_utils.synth` and the dataset writers."""
+    import hashlib
+
+    here = Path(__file__).resolve().parent
+    files = sorted(here.glob("*.py")) + sorted((here.parent / "datasets").glob("*.py"))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def split_counts(total: int, shares) -> list[int]:
@@ -190,7 +203,8 @@ def generate_dataset(profile: str, seed: int = 0, workers: int | None = None, fo
         raise ValueError(f"no synthetic dataset for profile {profile!r}; choose one of {', '.join(SYNTH_PROFILES)}")
     sizes = SYNTH_PROFILES[profile]
     root = Path(root) if root is not None else paths.synth_dataset_dir(profile, seed)
-    wanted = {"profile": profile, "seed": seed, "generator_version": GENERATOR_VERSION, "sizes": asdict(sizes)}
+    wanted = {"profile": profile, "seed": seed, "generator_version": GENERATOR_VERSION,
+              "generator_fingerprint": generator_fingerprint(), "sizes": asdict(sizes)}
     info_path = root / paths.SYNTH_INFO
     if info_path.exists() and not force:
         info = json.loads(info_path.read_text())
