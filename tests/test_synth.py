@@ -140,3 +140,38 @@ def test_cached_dataset_is_reused_and_rebuilt_when_stale(tmp_path, monkeypatch):
     generate.generate_dataset("smoke", seed=0, workers=1, root=root, progress=False)
     assert generate.load_generation_info(root)["generator_fingerprint"] == "changed"
     assert not root.with_name("ds.partial").exists()
+
+
+def test_generated_dataset_round_trips_through_the_loaders(tmp_path, monkeypatch):
+    """What the generator writes, the real-format loaders read back: FER/TFD pixels exactly, clip
+    frame counts, audio lengths and keypoints exactly, labels from the folder layout."""
+    from emotiw_utils.datasets import afew, fer2013, tfd
+
+    tiny = generate.SynthSizes(afew=(7, 7, 7), fer=(14, 7, 7), tfd=7, tfd_unlabelled=2)
+    monkeypatch.setitem(generate.SYNTH_PROFILES, "smoke", tiny)
+    root = generate.generate_dataset("smoke", seed=4, workers=2, root=tmp_path / "ds", progress=False)
+
+    fer = fer2013.load_fer2013(root / "fer2013" / "fer2013.csv")
+    assert len(fer) == 28 and list(fer.usage_counts().values()) == [14, 7, 7]
+    planned, usages = generate.fer_plan(tiny, 4)
+    assert list(fer.usage) == usages
+    for i in range(0, 28, 4):
+        img, written = generate._static_task((4, 0, i, int(planned[i]), "fer"))
+        assert np.array_equal(fer.images[i], img) and fer.labels[i] == written
+    t = tfd.load_tfd(root / "tfd" / "TFD_48x48.mat")
+    assert len(t) == 9 and len(t.labelled()) == 7 and (t.labels[-2:] == -1).all()
+
+    records = afew.scan_afew(root / "afew")
+    assert [sum(r.split == s for r in records) for s in ("Train", "Val", "Test")] == [7, 7, 7]
+    assert all(r.label >= 0 for r in records)  # Test labels come from test_labels.csv
+    meta = {(row["split"], row["clip"]): row for row in __import__("csv").DictReader(
+        open(root / "afew" / generate.METADATA_FILENAME))}
+    for r in records[:: 5]:
+        clip = afew.load_clip(r)
+        split_idx = ("Train", "Val", "Test").index(r.split)
+        src = clips.make_clip(np.random.default_rng([4, 2, split_idx, int(r.clip_id[2:])]), r.label)
+        assert clip.n_frames == len(src.frames) == int(meta[(r.split, r.clip_id)]["n_frames"])
+        assert len(clip.audio) == len(src.audio)
+        assert np.array_equal(clip.keypoints, src.keypoints, equal_nan=True)
+        assert np.abs(clip.frames.astype(int) - src.frames).mean() < 4  # lossy MPEG-4, 4:2:0 chroma
+        assert EMOTIONS[r.label] == meta[(r.split, r.clip_id)]["label"]

@@ -122,16 +122,21 @@ def _pool_map(fn, tasks, workers: int, desc: str, progress: bool):
 
 # ---- the three datasets ---------------------------------------------------------------------
 
-def generate_fer(out_csv: Path, sizes: SynthSizes, seed: int, workers: int, progress: bool) -> dict:
-    """SynthFER: ``fer2013.csv`` with FER2013's class proportions in every Usage."""
-    from ..datasets.fer2013 import write_fer2013_csv
-
+def fer_plan(sizes: SynthSizes, seed: int) -> tuple[np.ndarray, list[str]]:
+    """The class drawn for every SynthFER image (before annotation noise) and its Usage, in file order."""
     rng = np.random.default_rng([seed, 100])
     labels, usages = [], []
     for usage, n in zip(FER_USAGES, sizes.fer):
         labels.append(_labels(n, FER2013_CLASS_COUNTS, rng))
         usages += [usage] * n
-    labels = np.concatenate(labels)
+    return np.concatenate(labels), usages
+
+
+def generate_fer(out_csv: Path, sizes: SynthSizes, seed: int, workers: int, progress: bool) -> dict:
+    """SynthFER: ``fer2013.csv`` with FER2013's class proportions in every Usage."""
+    from ..datasets.fer2013 import write_fer2013_csv
+
+    labels, usages = fer_plan(sizes, seed)
     tasks = [(seed, 0, i, int(lab), "fer") for i, lab in enumerate(labels)]
     out = _pool_map(_static_task, tasks, workers, "SynthFER faces", progress)
     images = np.stack([o[0] for o in out])
