@@ -86,9 +86,15 @@ def _ellipse(u, v, cx, cy, a, b):
 
 
 def _paint(img, mask, colour):
-    m = mask[..., None]
-    img *= 1 - m
-    img += m * np.asarray(colour, dtype=np.float32)
+    """Blend ``colour`` into ``img`` (in place) with opacity ``mask``, touching only its bounding box."""
+    rows = np.flatnonzero(mask.max(axis=1) > 0)
+    if rows.size == 0:
+        return
+    cols = np.flatnonzero(mask.max(axis=0) > 0)
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    m = mask[r0:r1, c0:c1, None].astype(np.float32, copy=False)
+    sub = img[r0:r1, c0:c1]
+    sub += m * (np.asarray(colour, dtype=np.float32) - sub)
 
 
 def _band(u, v, x0, x1, yc_fn, half_thick, px):
