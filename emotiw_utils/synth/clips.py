@@ -232,18 +232,19 @@ def make_clip(rng: np.random.Generator, label: int, cfg: ClipConfig | None = Non
     ident = sample_identity(rng)
     au, events, env = expression_timeline(rng, label, n, cfg)
     inten = max([ev["intensity"] for ev in events if ev["role"] == "target"] or [0.0])
+    motion_inten = inten
     motion_uninf = rng.random() < cfg.p_motion_uninformative
     motion_class = int(rng.integers(0, NUM_CLASSES)) if motion_uninf else label
     if motion_class != label or label == NEUTRAL:
         # An unrelated pattern gets its own timing, so it does not line up with the expression.
         start = int(rng.integers(0, max(1, n // 2)))
         env = _envelope(n, start, 4, max(1, n // 3), 6)
-        inten = rng.uniform(*cfg.intensity)
+        motion_inten = rng.uniform(*cfg.intensity)
     gesture = None
     if rng.random() < cfg.p_gesture:
         g_start = int(rng.integers(0, max(1, n - 8)))
         gesture = (int(rng.integers(0, NUM_CLASSES)), _envelope(n, g_start, 4, int(rng.integers(3, max(4, n // 4))), 5))
-    dx, dy, ang, sc = head_motion(rng, motion_class, n, env, inten, gesture)
+    dx, dy, ang, sc = head_motion(rng, motion_class, n, env, motion_inten, gesture)
 
     # Face size in the frame: AFEW faces are often small (wide shots); small faces also lose the
     # fine detail (folds, wrinkles) that the CNN sees in the 48x48 training crops.
