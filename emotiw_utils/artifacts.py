@@ -18,21 +18,20 @@ Files (names in :mod:`emotiw_utils.paths`):
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import math
 import os
 import platform
 import subprocess
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import paths
+from .atomic import atomic_path
 from .constants import NUM_CLASSES, UNKNOWN_LABEL
 
 #: Tolerance on ``|sum(probs[i]) - 1|`` in the clip-probabilities contract.
@@ -58,45 +57,20 @@ MANIFEST_STATUSES = ("ok", "failed")
 
 # ---- atomic writes ----------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _atomic_target(path: Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; move it onto ``path`` on success, else delete it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
     path = Path(path)
-    with _atomic_target(path) as tmp:
+    with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        # mkstemp creates files 0600; give the final file the usual permissions.
-        _chmod_default(tmp)
     return path
 
 
 def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` atomically."""
     return atomic_write_bytes(path, text.encode(encoding))
-
-
-def _chmod_default(p: Path) -> None:
-    umask = os.umask(0)
-    os.umask(umask)
-    with contextlib.suppress(OSError):
-        os.chmod(p, 0o666 & ~umask)
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -147,10 +121,9 @@ def read_json(path: str | Path) -> Any:
 def save_npz_atomic(path: str | Path, **arrays: Any) -> Path:
     """``np.savez`` (uncompressed) to ``path`` atomically. ``path`` should end in ``.npz``."""
     path = Path(path)
-    with _atomic_target(path, suffix=".npz") as tmp:
+    with atomic_path(path, suffix=".npz") as tmp:
         # np.savez appends ".npz" to names that lack it; the temp name ends in ".npz" already.
         np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
-        _chmod_default(tmp)
     return path
 
 

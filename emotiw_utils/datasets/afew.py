@@ -41,7 +41,7 @@ from emotiw_utils.constants import (
     UNKNOWN_LABEL,
     emotion_id,
 )
-from emotiw_utils.datasets._atomic import atomic_path
+from emotiw_utils.atomic import atomic_path
 from emotiw_utils.datasets.video import ClipInfo, NoAudioError, probe_clip, read_audio, read_frames_and_fps
 from emotiw_utils.errors import DataFormatError
 

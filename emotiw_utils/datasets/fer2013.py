@@ -25,7 +25,7 @@ from typing import BinaryIO, NoReturn
 import numpy as np
 
 from emotiw_utils.constants import EMOTIONS, FER_COLUMNS, FER_FOLDER_SPLITS, FER_SIZE, FER_USAGES, NUM_CLASSES
-from emotiw_utils.datasets._atomic import atomic_path
+from emotiw_utils.atomic import atomic_path
 from emotiw_utils.errors import DataFormatError
 from emotiw_utils.paths import FER_CSV
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from emotiw_utils.constants import NUM_CLASSES, TFD_FILENAME, TFD_SIZE, UNKNOWN_LABEL
-from emotiw_utils.datasets._atomic import atomic_path
+from emotiw_utils.atomic import atomic_path
 from emotiw_utils.errors import DataFormatError
 
 __all__ = ["TFD_FOLD_PARTS", "TfdData", "load_tfd", "write_tfd_mat"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from emotiw_utils.constants import AFEW_FPS, AUDIO_SR
-from emotiw_utils.datasets._atomic import atomic_path
+from emotiw_utils.atomic import atomic_path
 from emotiw_utils.errors import DataFormatError
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Atomic file replacement shared by the dataset writers (private helper).
+"""Atomic file replacement used by every writer in the package (dataset files and stage artifacts).
 
 A writer produces its output under a temporary name in the destination folder and only renames it
 onto the final name (``os.replace``, atomic on POSIX and Windows) once the file is complete, so a
