@@ -175,3 +175,22 @@ def test_generated_dataset_round_trips_through_the_loaders(tmp_path, monkeypatch
         assert np.array_equal(clip.keypoints, src.keypoints, equal_nan=True)
         assert np.abs(clip.frames.astype(int) - src.frames).mean() < 4  # lossy MPEG-4, 4:2:0 chroma
         assert EMOTIONS[r.label] == meta[(r.split, r.clip_id)]["label"]
+
+
+def test_clip_story_table(tmp_path):
+    assert generate.clip_story_table(tmp_path) is None
+    rows = [
+        ["split", "clip", "label", "n_frames", "duration_s", "events", "motion", "motion_informative",
+         "audio_informative", "occluded", "no_face", "frames_without_keypoints"],
+        ["Train", "tr00000", "Fear", 50, 2.0, '[{"role": "precursor"}, {"role": "target", "mixed_with": "Sad"}]',
+         "Fear", True, False, False, False, 0],
+        ["Train", "tr00001", "Sad", 50, 2.0, '[{"role": "target"}]', "Happy", False, True, True, False, 3],
+    ]
+    import csv
+
+    with open(tmp_path / generate.METADATA_FILENAME, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    t = generate.clip_story_table(tmp_path)
+    assert t.loc["Train", "ordered precursor"] == 50.0 and t.loc["Train", "mixed target"] == 50.0
+    assert t.loc["Train", "uninformative audio"] == 50.0 and t.loc["Train", "occluded frames"] == 50.0
+    assert t.loc["Train", "no face at all"] == 0.0
