@@ -68,24 +68,48 @@ def face_grid(images, labels, per_class: int = 6, title: str = "", seed: int = 0
     return fig
 
 
-def frame_strip(rows, n_frames: int = 8, title: str = ""):
+def face_window(kps: np.ndarray, frame_hw: tuple[int, int], margin: float = 2.4) -> tuple[int, int, int, int]:
+    """A fixed square window (y0, y1, x0, x1) around a clip's face: centred on the median keypoint
+    centre, side ``2 * margin`` times the median eye distance, clipped to the frame.
+
+    kps: (T, 5, 2) keypoints (NaN where missing). Returns the whole frame if no keypoint is known.
+    """
+    h, w = frame_hw
+    good = np.isfinite(kps).all(axis=(1, 2))
+    if not good.any():
+        return 0, h, 0, w
+    k = kps[good]
+    centre = np.median(k.mean(axis=1), axis=0)
+    half = margin * np.median(np.linalg.norm(k[:, 1] - k[:, 0], axis=1))
+    half = int(np.clip(np.ceil(half), 8, min(h, w) // 2))
+    cx = int(np.clip(round(centre[0]), half, w - half))
+    cy = int(np.clip(round(centre[1]), half, h - half))
+    return cy - half, cy + half, cx - half, cx + half
+
+
+def frame_strip(rows, n_frames: int = 8, title: str = "", zoom: bool = False):
     """Frame strips with keypoints: rows = [(label_text, frames (T,H,W,3) uint8, keypoints (T,5,2) or None)].
 
     Shows ``n_frames`` evenly spaced frames per row, keypoints as red dots (absent where NaN).
+    ``zoom`` crops every frame of a row to the same window around the face (:func:`face_window`),
+    so expressions are visible while head motion still shows.
     """
     plt = _plt()
-    fig, axes = plt.subplots(len(rows), n_frames, figsize=(n_frames * 1.6, len(rows) * 1.4), squeeze=False)
+    fig, axes = plt.subplots(len(rows), n_frames, figsize=(n_frames * 1.6, len(rows) * (1.7 if zoom else 1.4)),
+                             squeeze=False)
     for r, (text, frames, kps) in enumerate(rows):
+        y0, y1, x0, x1 = (face_window(kps, frames.shape[1:3]) if zoom and kps is not None
+                          else (0, frames.shape[1], 0, frames.shape[2]))
         idx = np.linspace(0, len(frames) - 1, n_frames).round().astype(int)
         for j, i in enumerate(idx):
             ax = axes[r, j]
-            ax.imshow(frames[i])
+            ax.imshow(frames[i, y0:y1, x0:x1])
             ax.axis("off")
             if kps is not None and np.isfinite(kps[i]).all():
-                ax.scatter(kps[i, :, 0], kps[i, :, 1], s=4, c="red")
+                ax.scatter(kps[i, :, 0] - x0, kps[i, :, 1] - y0, s=3 if zoom else 4, c="red")
             if r == 0:
                 ax.set_title(f"frame {i}", fontsize=7)
-        axes[r, 0].text(-8, frames.shape[1] / 2, text, ha="right", va="center", fontsize=8)
+        axes[r, 0].text(-0.08, 0.5, text, ha="right", va="center", fontsize=8, transform=axes[r, 0].transAxes)
     fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(wspace=0.03, hspace=0.05, left=0.13)
     return fig
@@ -103,7 +127,7 @@ def spectrogram_grid(signals, sr: int, titles, title: str = ""):
             ax.axis("off")
             continue
         x = np.asarray(signals[k], dtype=np.float32)
-        ax.specgram(x if len(x) >= 512 else np.pad(x, (0, 512 - len(x))), NFFT=512, Fs=sr, noverlap=384,
+        ax.specgram(x if len(x) >= 1024 else np.pad(x, (0, 1024 - len(x))), NFFT=512, Fs=sr, noverlap=384,
                     cmap="magma", scale="dB", vmin=-120)
         ax.set_ylim(0, 4000)
         ax.set_title(titles[k], fontsize=9)
