@@ -127,8 +127,9 @@ def spectrogram_grid(signals, sr: int, titles, title: str = ""):
             ax.axis("off")
             continue
         x = np.asarray(signals[k], dtype=np.float32)
-        ax.specgram(x if len(x) >= 1024 else np.pad(x, (0, 1024 - len(x))), NFFT=512, Fs=sr, noverlap=384,
-                    cmap="magma", scale="dB", vmin=-120)
+        with np.errstate(divide="ignore"):  # silent (zero-padded) segments have -inf dB
+            ax.specgram(x if len(x) >= 1024 else np.pad(x, (0, 1024 - len(x))), NFFT=512, Fs=sr, noverlap=384,
+                        cmap="magma", scale="dB", vmin=-120)
         ax.set_ylim(0, 4000)
         ax.set_title(titles[k], fontsize=9)
         ax.set_xlabel("s", fontsize=8)
