@@ -24,6 +24,8 @@ SYNTH_INFO = "generation.json"
 #: Per-stage artifact names (DESIGN.md stage contract).
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
+#: Copy of a stage's executed notebook kept in its stage folder (restored into book/executed/ when cached).
+EXECUTED_COPY = "executed.ipynb"
 
 
 def data_root() -> Path:

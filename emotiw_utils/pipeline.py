@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 #: Copy of the executed notebook kept in the stage folder, so a cached stage can restore
 #: ``book/executed/NN_name.ipynb`` after another run (profile) overwrote it.
-EXECUTED_COPY = "executed.ipynb"
+EXECUTED_COPY = paths.EXECUTED_COPY
 #: Parameters the runner adds to every stage's parameters.
 INJECTED_PARAMETERS: tuple[str, ...] = ("stage", "run_dir", "afew_dir", "fer2013_path", "tfd_path", "synthetic",
                                         "device")
