@@ -260,3 +260,14 @@ def test_writer_rejects_bad_input(tmp_path, data):
     with pytest.raises(ValueError, match="unknown Usage"):
         write_fer2013_csv(target, images, labels, ["Train"] * N)
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_counts_table_rows_per_usage_and_classes(tmp_path):
+    images = np.zeros((6, 48, 48), dtype=np.uint8)
+    labels = np.array([0, 3, 3, 6, 1, 3])
+    usages = np.array(["Training", "Training", "PublicTest", "PrivateTest", "Training", "Training"])
+    path = write_fer2013_csv(tmp_path / "f.csv", images, labels, usages)
+    t = load_fer2013(path).counts_table()
+    assert list(t.index) == ["Training", "PublicTest", "PrivateTest"]
+    assert t.loc["Training", "Happy"] == 2 and t.loc["Training", "Disgust"] == 1 and t.loc["PublicTest", "Happy"] == 1
+    assert list(t["total"]) == [4, 1, 1]

@@ -89,6 +89,16 @@ class FerData:
         """``(7,)`` int64 number of rows per class."""
         return np.bincount(self.labels, minlength=NUM_CLASSES).astype(np.int64)
 
+    def counts_table(self):
+        """``pandas.DataFrame``: one row per Usage (FER2013 order), one column per class, and ``total``."""
+        import pandas as pd
+
+        table = pd.DataFrame(
+            [np.bincount(self.labels[self.usage == u], minlength=NUM_CLASSES) for u in FER_USAGES],
+            index=pd.Index(list(FER_USAGES), name="Usage"), columns=list(EMOTIONS), dtype=np.int64)
+        table["total"] = table.sum(axis=1)
+        return table
+
 
 # --------------------------------------------------------------------------------------------- reading
 
