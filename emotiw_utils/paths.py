@@ -51,3 +51,23 @@ def clip_probs_name(split: str) -> str:
 def fusion_features_name(split: str) -> str:
     """``fusion_features_{split}.npz``: per-clip inputs of the feature-fusion network."""
     return f"fusion_features_{split}.npz"
+
+
+# ---- artifacts of the face and CNN stages (01_alignment, 02_cnn) ------------------------------
+
+#: ``01_alignment``: aligned, equalised FER2013 + TFD faces with labels, source dataset and usage.
+STATIC_FACES = "static_faces.npz"
+#: ``01_alignment``: mean shapes and the one similarity transform per dataset (JSON).
+ALIGNMENTS = "alignments.json"
+#: ``02_cnn``: the frame CNN (config, weights incl. the FER+TFD mean/std images, learning curves).
+CNN_CHECKPOINT = "cnn.pt"
+
+
+def afew_faces_name(split: str) -> str:
+    """``afew_faces_{split}.npz`` (``01_alignment``): every frame's aligned face of every clip of a split."""
+    return f"afew_faces_{split}.npz"
+
+
+def frame_logits_name(split: str) -> str:
+    """``frame_logits_{split}.npz`` (``02_cnn``): per-frame pre-softmax CNN outputs of every clip of a split."""
+    return f"frame_logits_{split}.npz"

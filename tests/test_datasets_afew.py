@@ -289,3 +289,17 @@ def test_writers_reject_bad_input(tmp_path):
 def test_record_is_plain_data(tmp_path):
     r = ClipRecord("c", "Train", 2, tmp_path / "c.avi", None)
     assert r.emotion == "Fear" and r == ClipRecord("c", "Train", 2, tmp_path / "c.avi", None)
+
+
+def test_static_keypoint_sidecar(tmp_path):
+    """A static dataset's sidecar sits next to it (also for .csv.gz) and must have one row per image."""
+    from emotiw_utils.datasets.keypoints import read_static_keypoints
+
+    data = tmp_path / "fer2013.csv.gz"
+    assert keypoints_path_for(data) == tmp_path / "fer2013.keypoints.csv"
+    assert read_static_keypoints(data, 3) is None  # no sidecar: the detector must find them
+    kps = _kps(3)
+    write_keypoints(keypoints_path_for(data), kps)
+    np.testing.assert_array_equal(read_static_keypoints(data, 3), kps)
+    with pytest.raises(DataFormatError, match="3 keypoint rows for 4 images"):
+        read_static_keypoints(data, 4)

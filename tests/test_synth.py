@@ -146,6 +146,7 @@ def test_generated_dataset_round_trips_through_the_loaders(tmp_path, monkeypatch
     """What the generator writes, the real-format loaders read back: FER/TFD pixels exactly, clip
     frame counts, audio lengths and keypoints exactly, labels from the folder layout."""
     from emotiw_utils.datasets import afew, fer2013, tfd
+    from emotiw_utils.datasets.keypoints import read_static_keypoints
 
     tiny = generate.SynthSizes(afew=(7, 7, 7), fer=(14, 7, 7), tfd=7, tfd_unlabelled=2)
     monkeypatch.setitem(generate.SYNTH_PROFILES, "smoke", tiny)
@@ -155,11 +156,16 @@ def test_generated_dataset_round_trips_through_the_loaders(tmp_path, monkeypatch
     assert len(fer) == 28 and list(fer.usage_counts().values()) == [14, 7, 7]
     planned, usages = generate.fer_plan(tiny, 4)
     assert list(fer.usage) == usages
+    fer_kps = read_static_keypoints(root / "fer2013" / "fer2013.csv", len(fer))
     for i in range(0, 28, 4):
-        img, written = generate._static_task((4, 0, i, int(planned[i]), "fer"))
+        img, written, kps = generate._static_task((4, 0, i, int(planned[i]), "fer"))
         assert np.array_equal(fer.images[i], img) and fer.labels[i] == written
+        assert np.array_equal(fer_kps[i], kps)  # the sidecar holds the renderer's exact keypoints
     t = tfd.load_tfd(root / "tfd" / "TFD_48x48.mat")
     assert len(t) == 9 and len(t.labelled()) == 7 and (t.labels[-2:] == -1).all()
+    tfd_kps = read_static_keypoints(root / "tfd" / "TFD_48x48.mat", len(t))
+    assert tfd_kps.shape == (9, 5, 2) and not np.isnan(tfd_kps).any()
+    assert (tfd_kps[:, 2, 1] > tfd_kps[:, :2, 1].max(1)).all()  # nose below both eyes
 
     records = afew.scan_afew(root / "afew")
     assert [sum(r.split == s for r in records) for s in ("Train", "Val", "Test")] == [7, 7, 7]

@@ -42,6 +42,12 @@ from emotiw_utils.constants import (
     emotion_id,
 )
 from emotiw_utils.atomic import atomic_path
+from emotiw_utils.datasets.keypoints import (  # noqa: F401  (re-exported)
+    KEYPOINT_COLUMNS,
+    keypoints_path_for,
+    read_keypoints,
+    write_keypoints,
+)
 from emotiw_utils.datasets.video import ClipInfo, NoAudioError, probe_clip, read_audio, read_frames_and_fps
 from emotiw_utils.errors import DataFormatError
 
@@ -68,8 +74,6 @@ __all__ = [
 
 #: Clip file suffixes recognised inside the split folders (case-insensitive).
 VIDEO_SUFFIXES: tuple[str, ...] = (".avi",)
-#: Columns of a keypoint sidecar, in order.
-KEYPOINT_COLUMNS: tuple[str, ...] = ("frame",) + tuple(f"{k}_{c}" for k in KEYPOINTS for c in ("x", "y"))
 _TEST_SPLIT = "Test"
 _EXPECTED_EMOTIONS = ", ".join(EMOTIONS)
 
@@ -129,12 +133,6 @@ class Clip:
 
 
 # ----------------------------------------------------------------------------------------------- paths
-
-
-def keypoints_path_for(video_path: str | Path) -> Path:
-    """The keypoint sidecar of a clip: ``<dir>/<stem>.keypoints.csv``."""
-    p = Path(video_path)
-    return p.parent / (p.stem + KEYPOINTS_SUFFIX)
 
 
 def afew_clip_path(root: str | Path, split: str, clip_id: str, label: int = UNKNOWN_LABEL) -> Path:
@@ -316,93 +314,6 @@ def write_test_labels(path: str | Path, labels: Mapping[str, int]) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-
-
-# ------------------------------------------------------------------------------------------- keypoints
-
-
-def _format_coord(v: float) -> str:
-    if np.isnan(v):
-        return ""
-    return np.format_float_positional(np.float32(v), unique=True, trim="-")
-
-
-def write_keypoints(path: str | Path, keypoints: np.ndarray) -> Path:
-    """Write a keypoint sidecar, atomically.
-
-    Args:
-        path: the ``<clip>.keypoints.csv`` file (see :func:`keypoints_path_for`).
-        keypoints: ``(T, 5, 2)`` float pixel (x, y) per frame and keypoint (``constants.KEYPOINTS``
-            order); NaN (written as an empty field) where no face was found.
-
-    Values are written with the shortest text that reads back to the same float32.
-    """
-    path = Path(path)
-    kps = np.asarray(keypoints)
-    if kps.ndim != 3 or kps.shape[1:] != (len(KEYPOINTS), 2):
-        raise ValueError(f"keypoints must have shape (T, {len(KEYPOINTS)}, 2), got {kps.shape}")
-    if not np.issubdtype(kps.dtype, np.number) or np.isinf(kps).any():
-        raise ValueError("keypoints must be finite numbers or NaN")
-    flat = kps.astype(np.float32).reshape(len(kps), -1)
-    lines = [",".join(KEYPOINT_COLUMNS)]
-    lines.extend(f"{t}," + ",".join(_format_coord(v) for v in row) for t, row in enumerate(flat.tolist()))
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def read_keypoints(path: str | Path) -> np.ndarray:
-    """Read a keypoint sidecar as ``(T, 5, 2)`` float32, NaN for empty fields.
-
-    Raises:
-        DataFormatError: missing/unreadable file, header not exactly :data:`KEYPOINT_COLUMNS`, a row
-            with the wrong number of fields, frame numbers not 0, 1, 2, ..., or a value that is not
-            a number. Row numbers are 1-based data rows (after the header).
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataFormatError(path, "file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataFormatError(path, f"cannot read file: {e}") from e
-    lines = text.splitlines()
-    if not lines or not lines[0].strip():
-        raise DataFormatError(path, "file is empty (expected a header line)")
-    header = [h.strip() for h in lines[0].split(",")]
-    if tuple(header) != KEYPOINT_COLUMNS:
-        raise DataFormatError(
-            path, f"wrong columns: expected {','.join(KEYPOINT_COLUMNS)} (found: {','.join(header)})"
-        )
-    rows: list[list[float]] = []
-    for row, line in enumerate(lines[1:], start=1):
-        if not line.strip():
-            continue
-        fields = line.split(",")
-        if len(fields) != len(KEYPOINT_COLUMNS):
-            raise DataFormatError(
-                path, f"row {row}: expected {len(KEYPOINT_COLUMNS)} fields, found {len(fields)}"
-            )
-        frame = fields[0].strip()
-        if frame != str(len(rows)):
-            raise DataFormatError(
-                path, f"row {row}: frame {frame!r}, expected {len(rows)} (one row per frame from 0)"
-            )
-        values = []
-        for name, f in zip(KEYPOINT_COLUMNS[1:], fields[1:]):
-            f = f.strip()
-            if not f or f.lower() == "nan":
-                values.append(np.nan)
-                continue
-            try:
-                v = float(f)
-            except ValueError:
-                raise DataFormatError(path, f"row {row}: {name} value {f!r} is not a number") from None
-            if not np.isfinite(v):
-                raise DataFormatError(path, f"row {row}: {name} value {f!r} is not finite")
-            values.append(v)
-        rows.append(values)
-    return np.asarray(rows, dtype=np.float32).reshape(len(rows), len(KEYPOINTS), 2)
 
 
 # --------------------------------------------------------------------------------------- clip loading

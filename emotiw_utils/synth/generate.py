@@ -24,11 +24,11 @@ from tqdm import tqdm
 
 from .. import paths
 from ..constants import (AFEW_FPS, AFEW_SPLITS, AUDIO_SR, EMOTIONS, FER2013_CLASS_COUNTS, FER_USAGES,
-                         KEYPOINTS_SUFFIX, NUM_CLASSES, TEST_LABELS_FILENAME, TFD_FILENAME)
+                         NUM_CLASSES, TEST_LABELS_FILENAME, TFD_FILENAME)
 
 #: Bump when the generator's output format changes. Cached datasets are also rebuilt whenever the
 #: generator's source changes (see :func:`generator_fingerprint`), so a tuned knob never serves stale data.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: keypoint sidecars for SynthFER and SynthTFD
 #: Approximate class shares of AFEW clips (Angry, Disgust, Fear, Happy, Sad, Surprise, Neutral).
 AFEW_CLASS_SHARES = (0.17, 0.10, 0.11, 0.20, 0.16, 0.10, 0.16)
 #: Per-clip metadata (the generator's ground truth story of every clip), at the AFEW root.
@@ -57,7 +57,7 @@ SYNTH_PROFILES: dict[str, SynthSizes] = {
 #: anything else (this orchestration module included: bump GENERATOR_VERSION) keeps the cache.
 FINGERPRINTED_MODULES = ("synth/expressions.py", "synth/face.py", "synth/imaging.py", "synth/static.py",
                          "synth/clips.py", "synth/speech.py", "datasets/fer2013.py", "datasets/tfd.py",
-                         "datasets/video.py", "datasets/afew.py")
+                         "datasets/video.py", "datasets/afew.py", "datasets/keypoints.py")
 
 
 def generator_fingerprint() -> str:
@@ -101,20 +101,20 @@ def _static_task(args):
     from .static import FER_FRAMING, TFD_FRAMING, render_static
 
     framing = FER_FRAMING if framing_name == "fer" else TFD_FRAMING
-    img, _kps, out_label = render_static(np.random.default_rng([seed, kind, index]), int(label), framing)
-    return img, out_label
+    img, kps, out_label = render_static(np.random.default_rng([seed, kind, index]), int(label), framing)
+    return img, out_label, kps
 
 
 def _clip_task(args):
     seed, split_idx, index, label, out_path = args
-    from ..datasets.afew import write_keypoints
+    from ..datasets.keypoints import keypoints_path_for, write_keypoints
     from ..datasets.video import write_clip
     from .clips import make_clip
 
     clip = make_clip(np.random.default_rng([seed, 2, split_idx, index]), int(label))
     out_path = Path(out_path)
     write_clip(out_path, clip.frames, fps=AFEW_FPS, audio=clip.audio, sr=AUDIO_SR)
-    write_keypoints(out_path.with_name(out_path.stem + KEYPOINTS_SUFFIX), clip.keypoints)
+    write_keypoints(keypoints_path_for(out_path), clip.keypoints)
     return clip.meta
 
 
@@ -140,8 +140,10 @@ def fer_plan(sizes: SynthSizes, seed: int) -> tuple[np.ndarray, list[str]]:
 
 
 def generate_fer(out_csv: Path, sizes: SynthSizes, seed: int, workers: int, progress: bool) -> dict:
-    """SynthFER: ``fer2013.csv`` with FER2013's class proportions in every Usage."""
+    """SynthFER: ``fer2013.csv`` with FER2013's class proportions in every Usage, and the renderer's
+    exact keypoints of every image in the sidecar ``fer2013.keypoints.csv``."""
     from ..datasets.fer2013 import write_fer2013_csv
+    from ..datasets.keypoints import keypoints_path_for, write_keypoints
 
     labels, usages = fer_plan(sizes, seed)
     tasks = [(seed, 0, i, int(lab), "fer") for i, lab in enumerate(labels)]
@@ -149,11 +151,14 @@ def generate_fer(out_csv: Path, sizes: SynthSizes, seed: int, workers: int, prog
     images = np.stack([o[0] for o in out])
     written = np.array([o[1] for o in out], dtype=np.int64)
     write_fer2013_csv(out_csv, images, written, np.array(usages))
+    write_keypoints(keypoints_path_for(out_csv), np.stack([o[2] for o in out]))
     return {"images": len(images), "label_noise_rows": int((written != labels).sum())}
 
 
 def generate_tfd(out_mat: Path, sizes: SynthSizes, seed: int, workers: int, progress: bool) -> dict:
-    """SynthTFD: labelled faces (TFD's 4,178 in ``full``) plus a few unlabelled ones, 5 folds."""
+    """SynthTFD: labelled faces (TFD's 4,178 in ``full``) plus a few unlabelled ones, 5 folds, and the
+    keypoints of every image (in ``.mat`` order) in the sidecar ``TFD_48x48.keypoints.csv``."""
+    from ..datasets.keypoints import keypoints_path_for, write_keypoints
     from ..datasets.tfd import write_tfd_mat
 
     rng = np.random.default_rng([seed, 101])
@@ -172,6 +177,7 @@ def generate_tfd(out_mat: Path, sizes: SynthSizes, seed: int, workers: int, prog
         role = id_rng.choice([1, 1, 1, 2, 3], size=identities.max() + 1)  # 60% train, 20% valid, 20% test
         folds[: sizes.tfd, f] = role[identities[: sizes.tfd]]
     write_tfd_mat(out_mat, images, stored, identities, folds)
+    write_keypoints(keypoints_path_for(out_mat), np.stack([o[2] for o in out]))
     return {"images": n, "labelled": int(sizes.tfd)}
 
 

@@ -1,0 +1,381 @@
+"""The aligned face datasets of stage ``01_alignment``: keypoints -> mean shapes -> one transform per
+dataset -> aligned, equalised 48x48 faces of FER2013 + TFD and of every AFEW frame (paper 2.1.2).
+
+Keypoints come from a dataset's sidecar when it ships one (the synthetic data does: its renderer
+knows them exactly) and from MTCNN (:mod:`emotiw_utils.detect`) otherwise. The geometry is in
+:mod:`emotiw_utils.faces`; this module runs it over whole datasets (AFEW clips in parallel worker
+processes), keeps the frame-level bookkeeping (which frames had no face, which clips had none at
+all) and saves/loads the stage's artifacts.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from emotiw_utils import faces
+from emotiw_utils.artifacts import save_npz_atomic
+from emotiw_utils.constants import AFEW_SPLITS, EMOTIONS, FER_USAGES, UNKNOWN_LABEL
+from emotiw_utils.datasets.afew import ClipRecord, load_clip, scan_afew
+from emotiw_utils.datasets.keypoints import read_keypoints, read_static_keypoints
+from emotiw_utils.errors import DataFormatError
+
+__all__ = [
+    "AfewFaces",
+    "KeypointSource",
+    "StaticFaces",
+    "afew_keypoints",
+    "align_afew",
+    "build_static_faces",
+    "detection_table",
+    "fit_afew_alignment",
+    "static_keypoints",
+]
+
+#: Where a dataset's keypoints came from (shown in the chapter).
+KeypointSource = str
+SIDECAR = "sidecar (shipped with the data)"
+MTCNN = "MTCNN (detected)"
+#: ``usage`` value of TFD images in :class:`StaticFaces`.
+TFD_USAGE = "TFD"
+
+
+# ---------------------------------------------------------------------------------------- static faces
+
+@dataclass
+class StaticFaces:
+    """Aligned FER2013 + TFD faces, the CNN's training data (paper 2.1.1).
+
+    Attributes:
+        images: ``(N, 48, 48)`` uint8, aligned onto FER2013 and histogram-equalised.
+        labels: ``(N,)`` int64 class ids.
+        source: ``(N,)`` str ``'FER2013'`` or ``'TFD'``.
+        usage: ``(N,)`` str FER2013 ``Usage`` (``Training``/``PublicTest``/``PrivateTest``) or ``'TFD'``.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    source: np.ndarray
+    usage: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def select(self, mask: np.ndarray) -> StaticFaces:
+        mask = np.asarray(mask)
+        return StaticFaces(self.images[mask], self.labels[mask], self.source[mask], self.usage[mask])
+
+    def in_usage(self, usages: str | Sequence[str]) -> StaticFaces:
+        """The images whose usage is one of ``usages`` (``'TFD'`` selects TFD)."""
+        usages = [usages] if isinstance(usages, str) else list(usages)
+        return self.select(np.isin(self.usage, usages))
+
+    def save(self, path: str | Path) -> Path:
+        return save_npz_atomic(path, images=self.images, labels=self.labels, source=self.source.astype(str),
+                               usage=self.usage.astype(str))
+
+    @classmethod
+    def load(cls, path: str | Path) -> StaticFaces:
+        with np.load(path) as z:
+            return cls(z["images"], z["labels"].astype(np.int64), z["source"], z["usage"])
+
+    def counts_table(self):
+        """Images per class (rows) and source/usage (columns), pandas DataFrame."""
+        import pandas as pd
+
+        col = np.where(self.source == "TFD", "TFD", np.char.add("FER2013 ", self.usage.astype(str)))
+        t = pd.crosstab(pd.Categorical([EMOTIONS[i] for i in self.labels], EMOTIONS), col, margins=True,
+                        margins_name="total", dropna=False)
+        t.index.name, t.columns.name = "class", None
+        return t
+
+
+def static_keypoints(data_path: str | Path, images: np.ndarray, device: str = "cpu",
+                     progress: bool = False) -> tuple[np.ndarray, KeypointSource]:
+    """Keypoints ``(N, 5, 2)`` (NaN rows: no face found) of a static dataset file and their source:
+    the sidecar next to ``data_path`` if there is one, else MTCNN on the images."""
+    kps = read_static_keypoints(data_path, len(images))
+    if kps is not None:
+        return kps, SIDECAR
+    from emotiw_utils.detect import detect_static_faces
+
+    return detect_static_faces(images, device=device, progress=progress).keypoints, MTCNN
+
+
+def build_static_faces(fer_path: str | Path, tfd_path: str | Path | None, seed: int = 0, device: str = "cpu",
+                       progress: bool = False) -> tuple[StaticFaces, dict[str, faces.DatasetAlignment], dict]:
+    """Load FER2013 (+ labelled TFD), find keypoints, fit the per-dataset transforms and align.
+
+    FER2013's mean shape (over its ``Training`` images) is the reference every dataset is mapped
+    onto; FER2013 itself is only equalised. Returns (faces, alignments by dataset name, info dict
+    with keypoint sources and detection counts).
+    """
+    from emotiw_utils.datasets.fer2013 import load_fer2013
+    from emotiw_utils.datasets.tfd import load_tfd
+
+    fer = load_fer2013(fer_path)
+    fer_kps, fer_src = static_keypoints(fer_path, fer.images, device, progress)
+    train = fer.usage == FER_USAGES[0]
+    fer_al = faces.fit_dataset_alignment("FER2013", fer_kps[train], faces.mean_shape(fer_kps[train]),
+                                         fer.images.shape[1])
+    parts = [(faces.align_static(fer.images, fer_al, seed), fer.labels, "FER2013", fer.usage)]
+    alignments = {"FER2013": fer_al}
+    info = {"FER2013": {"keypoints": fer_src, "images": len(fer),
+                        "no_face": int((~np.isfinite(fer_kps).all(axis=(1, 2))).sum())}}
+    if tfd_path is not None:
+        tfd = load_tfd(tfd_path)
+        tfd_kps, tfd_src = static_keypoints(tfd_path, tfd.images, device, progress)
+        # The mean shape uses every TFD image (labelled or not); only labelled ones are trained on.
+        tfd_al = faces.fit_dataset_alignment("TFD", tfd_kps, fer_al.mean_shape, tfd.images.shape[1])
+        lab = tfd.labels >= 0
+        parts.append((faces.align_static(tfd.images[lab], tfd_al, seed + 1), tfd.labels[lab], "TFD",
+                      np.full(int(lab.sum()), TFD_USAGE)))
+        alignments["TFD"] = tfd_al
+        info["TFD"] = {"keypoints": tfd_src, "images": len(tfd), "labelled": int(lab.sum()),
+                       "no_face": int((~np.isfinite(tfd_kps).all(axis=(1, 2))).sum())}
+    static = StaticFaces(
+        images=np.concatenate([p[0] for p in parts]),
+        labels=np.concatenate([p[1] for p in parts]).astype(np.int64),
+        source=np.concatenate([np.full(len(p[1]), p[2]) for p in parts]),
+        usage=np.concatenate([np.asarray(p[3]).astype(str) for p in parts]),
+    )
+    return static, alignments, info
+
+
+# ------------------------------------------------------------------------------------------ AFEW faces
+
+@dataclass
+class AfewFaces:
+    """Aligned faces of every frame of every clip of one AFEW split (the paper's "AFEW-faces").
+
+    Attributes:
+        split: ``Train``, ``Val`` or ``Test``.
+        clip_ids: ``(n,)`` str.
+        labels: ``(n,)`` int64 (-1 unknown).
+        offsets: ``(n + 1,)`` int64: clip ``i``'s frames are ``faces[offsets[i]:offsets[i + 1]]``.
+        faces: ``(F, 48, 48)`` uint8 aligned, equalised faces.
+        has_face: ``(F,)`` bool: the frame had its own keypoints (False: filled from the nearest frame
+            with a face, or the clip had no face at all).
+        clip_no_face: ``(n,)`` bool: no frame of the clip had a face (kept, aligned with a default
+            box, flagged).
+    """
+
+    split: str
+    clip_ids: np.ndarray
+    labels: np.ndarray
+    offsets: np.ndarray
+    faces: np.ndarray
+    has_face: np.ndarray
+    clip_no_face: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def clip(self, i: int) -> np.ndarray:
+        """``(T_i, 48, 48)`` faces of clip ``i``."""
+        return self.faces[self.offsets[i]:self.offsets[i + 1]]
+
+    def frame_labels(self) -> np.ndarray:
+        """``(F,)`` every frame labelled with its clip's label (for frame accuracy against clip labels)."""
+        return np.repeat(self.labels, self.lengths)
+
+    def frame_clip_index(self) -> np.ndarray:
+        """``(F,)`` the clip index of every frame."""
+        return np.repeat(np.arange(len(self)), self.lengths)
+
+    def sample_frames(self, per_clip: int) -> np.ndarray:
+        """Indices into ``faces`` of up to ``per_clip`` evenly spaced frames of every clip."""
+        idx = []
+        for a, b in zip(self.offsets[:-1], self.offsets[1:]):
+            n = b - a
+            idx.append(a + np.unique(np.linspace(0, n - 1, min(per_clip, n)).round().astype(np.int64)))
+        return np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64)
+
+    def save(self, path: str | Path) -> Path:
+        return save_npz_atomic(path, split=np.array(self.split), clip_ids=self.clip_ids.astype(str),
+                               labels=self.labels, offsets=self.offsets, faces=self.faces, has_face=self.has_face,
+                               clip_no_face=self.clip_no_face)
+
+    @classmethod
+    def load(cls, path: str | Path) -> AfewFaces:
+        with np.load(path) as z:
+            return cls(str(z["split"]), z["clip_ids"], z["labels"].astype(np.int64), z["offsets"].astype(np.int64),
+                       z["faces"], z["has_face"].astype(bool), z["clip_no_face"].astype(bool))
+
+
+def afew_keypoints(records: Sequence[ClipRecord], device: str = "cpu",
+                   progress: bool = False) -> tuple[list[np.ndarray | None], dict[str, int]]:
+    """Per-frame keypoints ``(T, 5, 2)`` of every clip: its sidecar, or MTCNN on its frames when it has
+    none. An unreadable clip gives None (it is then aligned from its frames later, or reported).
+
+    Returns (keypoints per record, counts ``{"sidecar": .., "detected": .., "unreadable": ..}``).
+    """
+    out: list[np.ndarray | None] = []
+    counts = {"sidecar": 0, "detected": 0, "unreadable": 0}
+    detector = None
+    for rec in tqdm(records, desc="keypoints", disable=not progress):
+        if rec.keypoints_path is not None:
+            out.append(read_keypoints(rec.keypoints_path))
+            counts["sidecar"] += 1
+            continue
+        if detector is None:
+            from emotiw_utils.detect import FaceDetector
+
+            detector = FaceDetector(device=device)
+        try:
+            frames = load_clip(rec, gray=False, audio=False).frames
+        except DataFormatError:
+            out.append(None)
+            counts["unreadable"] += 1
+            continue
+        out.append(detector.detect(frames).keypoints)
+        counts["detected"] += 1
+    return out, counts
+
+
+def fit_afew_alignment(train_keypoints: Sequence[np.ndarray | None], fer_mean: np.ndarray,
+                       box_scale: float = faces.AFEW_BOX_SCALE) -> faces.DatasetAlignment:
+    """AFEW's one transform, inferred on the Train clips' face-box keypoints (paper 2.1.2 step 4:
+    Val and Test are mapped with it too)."""
+    crops = [faces.crop_keypoints(k, box_scale) for k in train_keypoints if k is not None and len(k)]
+    if not crops:
+        raise ValueError("no AFEW Train clip has keypoints: cannot compute AFEW's mean shape")
+    return faces.fit_dataset_alignment("AFEW", np.concatenate(crops), fer_mean, faces.FACE_SIZE)
+
+
+def fallback_keypoints(train_keypoints: Sequence[np.ndarray | None], frame_sizes: Sequence[tuple[int, int]]
+                       ) -> np.ndarray:
+    """Mean keypoints of all Train frames with a face, as fractions of the frame's width and height
+    (``(5, 2)``): where a clip without any face gets its face box."""
+    rel = []
+    for k, (h, w) in zip(train_keypoints, frame_sizes):
+        if k is None:
+            continue
+        ok = np.isfinite(k).all(axis=(1, 2))
+        if ok.any():
+            rel.append(k[ok] / np.array([w, h], dtype=np.float64))
+    if not rel:
+        raise ValueError("no AFEW Train frame has keypoints")
+    return np.concatenate(rel).mean(0)
+
+
+_WORKER_STATE: dict = {}
+
+
+def _init_worker(alignment: dict, fallback_rel: np.ndarray, box_scale: float) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+    _WORKER_STATE.update(alignment=faces.DatasetAlignment.from_dict(alignment), fallback=fallback_rel,
+                         box_scale=box_scale)
+
+
+def _align_task(args):
+    rec, kps, seed, split_idx, index = args
+    try:
+        frames = load_clip(rec, gray=True, audio=False).frames
+    except DataFormatError as e:
+        return None, str(e)
+    h, w = frames.shape[1:]
+    fb = _WORKER_STATE["fallback"] * np.array([w, h], dtype=np.float64)
+    out = faces.align_frames(frames, kps, _WORKER_STATE["alignment"], fb,
+                             np.random.default_rng([seed, 7, split_idx, index]), _WORKER_STATE["box_scale"])
+    return out, None
+
+
+def align_afew(afew_dir: str | Path, fer_mean: np.ndarray, seed: int = 0, workers: int | None = None,
+               device: str = "cpu", splits: Sequence[str] = AFEW_SPLITS, box_scale: float = faces.AFEW_BOX_SCALE,
+               progress: bool = False) -> tuple[dict[str, AfewFaces], faces.DatasetAlignment, dict]:
+    """Align every frame of every AFEW clip onto FER2013 (paper 2.1.2; AFEW's transform from Train).
+
+    Clips are processed in ``workers`` processes (default: all cores); every clip's noise stream is
+    ``default_rng([seed, 7, split, index])``, so the result does not depend on ``workers``.
+
+    Returns (faces per split, AFEW's alignment, info: keypoint sources, unreadable clips).
+    Unreadable clips are skipped and listed in ``info["unreadable"]`` (with the error).
+    """
+    records = scan_afew(afew_dir, splits)
+    if not any(r.split == "Train" for r in records):
+        raise DataFormatError(Path(afew_dir), "no Train clips: AFEW's transform is inferred on Train")
+    kps, kp_counts = afew_keypoints(records, device, progress)
+    train = [(r, k) for r, k in zip(records, kps) if r.split == "Train"]
+    sizes = []
+    for r, _ in train:
+        from emotiw_utils.datasets.video import probe_clip
+
+        info = probe_clip(r.path)
+        sizes.append((info.height, info.width))
+    alignment = fit_afew_alignment([k for _, k in train], fer_mean, box_scale)
+    fallback_rel = fallback_keypoints([k for _, k in train], sizes)
+
+    split_idx = {s: i for i, s in enumerate(AFEW_SPLITS)}
+    per_split_index: dict[str, int] = {}
+    tasks = []
+    for r, k in zip(records, kps):
+        i = per_split_index.get(r.split, 0)
+        per_split_index[r.split] = i + 1
+        tasks.append((r, k, seed, split_idx.get(r.split, 9), i))
+    workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+    initargs = (alignment.to_dict(), fallback_rel, box_scale)
+    if workers == 1:
+        _init_worker(*initargs)
+        results = [_align_task(t) for t in tqdm(tasks, desc="aligning AFEW", disable=not progress)]
+    else:
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+        with ctx.Pool(workers, initializer=_init_worker, initargs=initargs) as pool:
+            it = pool.imap(_align_task, tasks, chunksize=max(1, len(tasks) // (workers * 16)))
+            results = list(tqdm(it, total=len(tasks), desc="aligning AFEW", disable=not progress))
+
+    out: dict[str, AfewFaces] = {}
+    unreadable = []
+    for split in splits:
+        ids, labels, fs, has, nofa = [], [], [], [], []
+        for r, (res, err) in zip(records, results):
+            if r.split != split:
+                continue
+            if res is None:
+                unreadable.append({"split": split, "clip": r.clip_id, "error": err})
+                continue
+            ids.append(r.clip_id)
+            labels.append(r.label if r.label is not None else UNKNOWN_LABEL)
+            fs.append(res[0])
+            has.append(res[1])
+            nofa.append(res[2])
+        lengths = [len(f) for f in fs]
+        out[split] = AfewFaces(
+            split=split, clip_ids=np.array(ids, dtype=str), labels=np.array(labels, dtype=np.int64),
+            offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            faces=np.concatenate(fs) if fs else np.zeros((0, faces.FACE_SIZE, faces.FACE_SIZE), np.uint8),
+            has_face=np.concatenate(has) if has else np.zeros(0, bool), clip_no_face=np.array(nofa, dtype=bool))
+    return out, alignment, {"keypoints": kp_counts, "unreadable": unreadable}
+
+
+def detection_table(afew: dict[str, AfewFaces]):
+    """Frames without a face and clips without any face, per split (pandas DataFrame)."""
+    import pandas as pd
+
+    rows = {}
+    for split, a in afew.items():
+        missing = ~a.has_face
+        per_clip_missing = np.add.reduceat(missing, a.offsets[:-1]) if len(a) else np.zeros(0)
+        rows[split] = {
+            "clips": len(a),
+            "frames": int(len(a.faces)),
+            "frames without a face": int(missing.sum()),
+            "% frames without a face": 100.0 * missing.mean() if len(a.faces) else 0.0,
+            "clips with some frames without a face": int(((per_clip_missing > 0) & ~a.clip_no_face).sum()),
+            "clips without any face (kept, flagged)": int(a.clip_no_face.sum()),
+        }
+    t = pd.DataFrame.from_dict(rows, orient="index")
+    t.index.name = "split"
+    return t.round({"% frames without a face": 2})
