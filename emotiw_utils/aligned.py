@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from emotiw_utils import faces
 from emotiw_utils.artifacts import save_npz_atomic

@@ -138,3 +138,152 @@ def spectrogram_grid(signals, sr: int, titles, title: str = ""):
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# ---- alignment (01) -----------------------------------------------------------------------------
+
+_SHAPE_COLOURS = {"FER2013": "black", "TFD": "tab:orange", "AFEW": "tab:blue"}
+_KP_MARKERS = ("o", "o", "^", "s", "s")
+
+
+def mean_shapes(alignments, size: int = 48, title: str = "Mean shapes before and after mapping onto FER2013"):
+    """Two panels over a ``size`` x ``size`` face: each dataset's mean keypoint shape in its own crop
+    coordinates (left) and after its similarity transform (right), FER2013's as the reference.
+
+    alignments: iterable of :class:`emotiw_utils.faces.DatasetAlignment`.
+    """
+    from .faces import apply_similarity
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.6), sharex=True, sharey=True)
+    for ax, mapped, sub in ((axes[0], False, "before: each in its own crop"),
+                            (axes[1], True, "after: one similarity per dataset")):
+        for al in alignments:
+            pts = apply_similarity(al.transform, al.mean_shape) if mapped else np.asarray(al.mean_shape)
+            colour = _SHAPE_COLOURS.get(al.name, None)
+            ax.plot(*pts[[0, 1, 4, 3, 0]].T, "-", color=colour, lw=1, alpha=0.7)
+            for k, m in enumerate(_KP_MARKERS):
+                ax.scatter(*pts[k], marker=m, s=28, color=colour, facecolors="none" if al.name != "FER2013" else colour,
+                           label=al.name if k == 0 else None, zorder=3)
+        ax.add_patch(plt.Rectangle((0, 0), size, size, fill=False, ls=":", color="grey"))
+        ax.set_xlim(-2, size + 2)
+        ax.set_ylim(size + 2, -2)
+        ax.set_aspect("equal")
+        ax.set_title(sub, fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(frameon=False, fontsize=8, loc="lower center", ncol=3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def image_rows(rows, title: str = "", cmap: str = "gray"):
+    """Rows of small grayscale images: rows = [(row_label, [(image (H,W) uint8, caption), ...]), ...]."""
+    plt = _plt()
+    n = max(len(r[1]) for r in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(n * 1.05, len(rows) * 1.2), squeeze=False)
+    for r, (text, items) in enumerate(rows):
+        for j in range(n):
+            ax = axes[r, j]
+            ax.axis("off")
+            if j < len(items):
+                img, cap = items[j]
+                ax.imshow(img, cmap=cmap, vmin=0, vmax=255)
+                if cap:
+                    ax.set_title(cap, fontsize=6.5)
+        axes[r, 0].text(-0.08, 0.5, text, ha="right", va="center", fontsize=8, transform=axes[r, 0].transAxes)
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(wspace=0.04, hspace=0.3, left=0.16)
+    return fig
+
+
+def face_box(frame, keypoints, box, aligned_face=None, title: str = ""):
+    """A frame with its keypoints and square face box (centre x, centre y, side), and the aligned face."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2 if aligned_face is not None else 1, figsize=(6.4, 2.8), squeeze=False,
+                             gridspec_kw={"width_ratios": [2.2, 1] if aligned_face is not None else [1]})
+    ax = axes[0, 0]
+    ax.imshow(frame, cmap="gray" if frame.ndim == 2 else None, vmin=0, vmax=255)
+    if keypoints is not None and np.isfinite(keypoints).all():
+        ax.scatter(keypoints[:, 0], keypoints[:, 1], s=10, c="red")
+    cx, cy, side = box
+    ax.add_patch(plt.Rectangle((cx - side / 2, cy - side / 2), side, side, fill=False, color="yellow", lw=1.2))
+    ax.set_title("frame, keypoints and face box", fontsize=9)
+    ax.axis("off")
+    if aligned_face is not None:
+        axes[0, 1].imshow(aligned_face, cmap="gray", vmin=0, vmax=255)
+        axes[0, 1].set_title("aligned face (48x48)", fontsize=9)
+        axes[0, 1].axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ---- classifiers (02-09) ------------------------------------------------------------------------
+
+def learning_curves(history, series, best_epochs=None, title: str = "Learning curves", ylabel: str = "accuracy"):
+    """Accuracy (or loss) per epoch.
+
+    history: pandas DataFrame with an ``epoch`` column; series: {column: legend label} (or a list of
+    columns); best_epochs: {legend label: epoch} marked with a vertical line and a dot.
+    """
+    plt = _plt()
+    if not isinstance(series, dict):
+        series = {c: c for c in series}
+    fig, ax = plt.subplots(figsize=(6.2, 3.4))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (col, label) in enumerate(series.items()):
+        if col not in history:
+            continue
+        ax.plot(history["epoch"], history[col], "-o", ms=3, color=colours[i % len(colours)], label=label)
+    for i, (label, ep) in enumerate((best_epochs or {}).items()):
+        ax.axvline(ep, ls="--", lw=0.9, color="grey")
+        ax.text(ep, ax.get_ylim()[1], f" {label}: epoch {ep}", fontsize=7, va="top", rotation=90, color="grey")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(cm, title: str = "Confusion matrix (%)", classes=EMOTIONS, ax=None):
+    """Heat map of a row-normalised confusion matrix (true class rows, predicted class columns), in percent."""
+    plt = _plt()
+    cm = np.asarray(cm, dtype=np.float64)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.6, 4.0))
+    else:
+        fig = ax.figure
+    pct = 100.0 * cm if np.nanmax(cm) <= 1.0 + 1e-9 else cm
+    ax.imshow(np.nan_to_num(pct), cmap="Blues", vmin=0, vmax=100)
+    for i in range(pct.shape[0]):
+        for j in range(pct.shape[1]):
+            v = pct[i, j]
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white" if v > 55 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(len(classes)), classes, fontsize=7)
+    ax.set_xlabel("predicted", fontsize=8)
+    ax.set_ylabel("true", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def per_class_bars(values, title: str = "Per-class accuracy (%)", classes=EMOTIONS):
+    """Grouped bars of per-class accuracies: values = {series label: (7,) array in [0, 1] or NaN}."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3))
+    width = 0.8 / max(1, len(values))
+    x = np.arange(len(classes))
+    for i, (label, v) in enumerate(values.items()):
+        ax.bar(x + i * width, 100 * np.nan_to_num(np.asarray(v, dtype=float)), width, label=label)
+    ax.set_xticks(x + width * (len(values) - 1) / 2, classes, fontsize=8)
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 100)
+    ax.set_title(title, fontsize=10)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
