@@ -239,6 +239,9 @@ def learning_curves(history, series, best_epochs=None, title: str = "Learning cu
     for i, (label, ep) in enumerate((best_epochs or {}).items()):
         ax.axvline(ep, ls="--", lw=0.9, color="grey")
         ax.text(ep, ax.get_ylim()[1], f" {label}: epoch {ep}", fontsize=7, va="top", rotation=90, color="grey")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)

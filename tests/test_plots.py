@@ -39,3 +39,31 @@ def test_figures_draw_one_panel_per_item():
     assert len(plots.class_counts_bar(counts).axes[0].patches) == 14
     fig = plots.spectrogram_grid([rng.normal(size=8000), rng.normal(size=300)], 16000, ["a", "b"])
     assert sum(1 for a in fig.axes if a.get_title() in ("a", "b")) == 2
+
+
+def test_alignment_and_classifier_figures():
+    import matplotlib.pyplot as plt
+
+    from emotiw_utils import faces
+
+    shape = np.array([[16.8, 21.1], [31.1, 21.0], [24.0, 30.0], [17.7, 37.2], [30.4, 37.2]])
+    als = [faces.fit_dataset_alignment("FER2013", shape[None], shape),
+           faces.fit_dataset_alignment("TFD", (shape * 1.2 - 4.8)[None], shape)]
+    fig = plots.mean_shapes(als)
+    # after mapping, the TFD markers sit on FER2013's (right panel)
+    right = fig.axes[1].collections
+    np.testing.assert_allclose(right[0].get_offsets(), right[5].get_offsets(), atol=1e-6)
+    img = np.zeros((48, 48), np.uint8)
+    fig = plots.image_rows([("a", [(img, "x"), (img, "")]), ("b", [(img, "")])])
+    assert len(fig.axes) == 4
+    fig = plots.face_box(np.zeros((90, 120), np.uint8), shape * 2, (50, 50, 40), img)
+    assert len(fig.axes) == 2 and len(fig.axes[0].patches) == 1
+    hist = pd.DataFrame({"epoch": [1, 2, 3], "train_acc": [0.3, 0.5, 0.6], "val_acc": [0.3, 0.4, 0.35]})
+    fig = plots.learning_curves(hist, {"train_acc": "train", "val_acc": "val", "absent": "skipped"}, {"best": 2})
+    assert [line.get_label() for line in fig.axes[0].get_lines()][:2] == ["train", "val"]
+    cm = np.eye(7) * 0.5 + 0.5 / 7
+    fig = plots.confusion_matrix(cm)
+    assert len(fig.axes[0].texts) == 49
+    fig = plots.per_class_bars({"a": np.full(7, 0.5), "b": np.r_[np.full(6, 0.2), np.nan]})
+    assert len(fig.axes[0].patches) == 14
+    plt.close("all")
