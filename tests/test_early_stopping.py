@@ -1,0 +1,53 @@
+"""The two early-stopping regimes of the frame CNN (paper 2.1.3)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emotiw_utils import early_stopping as es
+from emotiw_utils.aligned import AfewFaces, StaticFaces
+from emotiw_utils.cnn import CnnConfig
+
+
+def _afew(split: str, lengths, seed: int) -> AfewFaces:
+    rng = np.random.default_rng(seed)
+    n = len(lengths)
+    f = int(sum(lengths))
+    return AfewFaces(split, np.array([f"c{i}" for i in range(n)]), rng.integers(0, 7, n),
+                     np.concatenate([[0], np.cumsum(lengths)]), rng.integers(0, 255, (f, 48, 48), dtype=np.uint8),
+                     np.ones(f, bool), np.zeros(n, bool))
+
+
+def test_holdout_mask_is_seeded_and_bounded():
+    m = es.holdout_mask(10_000, 1000, seed=3)
+    assert m.sum() == 1000 and np.array_equal(m, es.holdout_mask(10_000, 1000, seed=3))
+    assert not np.array_equal(m, es.holdout_mask(10_000, 1000, seed=4))
+    assert es.holdout_mask(100, 1000, seed=0).sum() == 20  # never more than a fifth of a small pool
+
+
+def test_afew_monitor_labels_frames_with_their_clip_label():
+    afew = {"Train": _afew("Train", [3, 20], 0), "Val": _afew("Val", [10], 1), "Test": _afew("Test", [5], 2)}
+    x, y = es.afew_monitor(afew, ("Train", "Val"), frames_per_clip=4)
+    assert x.shape == (3 + 4 + 4, 48, 48)
+    assert y.tolist() == [afew["Train"].labels[0]] * 3 + [afew["Train"].labels[1]] * 4 + [afew["Val"].labels[0]] * 4
+
+
+def test_train_regime_selects_on_its_own_monitor():
+    rng = np.random.default_rng(0)
+    n = 60
+    pool = StaticFaces(rng.integers(0, 255, (n, 48, 48), dtype=np.uint8), rng.integers(0, 7, n),
+                       np.full(n, "FER2013"), np.full(n, "Training"))
+    hold = es.holdout_mask(n, 10, seed=0)
+    afew_frames = (rng.integers(0, 255, (12, 48, 48), dtype=np.uint8), rng.integers(0, 7, 12))
+    mean, std = np.full((48, 48), 128, np.float32), np.full((48, 48), 64, np.float32)
+    cfg = CnnConfig()
+    model, hist, n_train = es.train_regime("holdout", cfg, pool, hold, afew_frames, mean, std, epochs=1,
+                                           batch_size=32, progress=False)
+    assert n_train == 50 and hist.select_on == es.HOLDOUT_MONITOR
+    assert {f"{es.HOLDOUT_MONITOR}_acc", f"{es.AFEW_MONITOR}_acc"} <= set(hist.epochs[0])
+    _, hist, n_train = es.train_regime("afew", cfg, pool, hold, afew_frames, mean, std, epochs=1, batch_size=32,
+                                       progress=False)
+    assert n_train == 60 and hist.select_on == es.AFEW_MONITOR and f"{es.HOLDOUT_MONITOR}_acc" not in hist.epochs[0]
+    with pytest.raises(ValueError, match="unknown early-stopping regime"):
+        es.train_regime("val", cfg, pool, hold, afew_frames, mean, std)
