@@ -4,7 +4,9 @@
 
     emotiw data synth --profile demo [--seed 0] [--workers N] [--force]
     emotiw run --profile demo [--stages 00 03_irnn] [--device auto|cpu|cuda] [--run-dir D]
-               [--afew PATH --fer2013 PATH [--tfd PATH]] [--recompute] [--seed S] [-p KEY=VALUE ...]
+               [--afew PATH] [--fer2013 PATH] [--tfd PATH] [--recompute] [--seed S] [-p KEY=VALUE ...]
+               (profile real needs --afew and --fer2013; with a synthetic profile, given paths replace
+               those synthetic datasets, e.g. --fer2013 PATH alone: the CNN on real FER2013)
     emotiw book [--strict | --no-strict]
     emotiw stages
 """
@@ -46,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="torch device (default: the profile's common.device, normally auto)")
     run.add_argument("--run-dir", type=Path, default=None, help="artifact folder (default: runs/<profile>)")
     run.add_argument("--afew", type=Path, default=None, help="AFEW 5.0 root holding Train|Val|Test/")
-    run.add_argument("--fer2013", type=Path, default=None, help="fer2013.csv (or .csv.gz, or the image-folder root)")
+    run.add_argument("--fer2013", type=Path, default=None,
+                     help="fer2013.csv (or .csv.gz, or the image-folder root); alone with a synthetic profile: "
+                          "train the CNN on real FER2013 (synthetic AFEW, no TFD)")
     run.add_argument("--tfd", type=Path, default=None, help="TFD_48x48.mat (optional)")
     run.add_argument("--recompute", action="store_true", help="run the stages even if cached")
     run.add_argument("--seed", type=int, default=None, help="override common.seed")
@@ -89,17 +93,20 @@ def _cmd_run(args) -> int:
         run_parser.error(str(e))
     if args.seed is not None:
         overrides["seed"] = args.seed
-    given = [n for n in ("afew", "fer2013", "tfd") if getattr(args, n) is not None]
-    data = None
-    if given:
+    given = {n: getattr(args, n) for n in ("afew", "fer2013", "tfd") if getattr(args, n) is not None}
+    data, replace = None, None
+    if args.profile not in profiles.SYNTHETIC_PROFILES:
         if args.afew is None or args.fer2013 is None:
-            run_parser.error("--afew and --fer2013 must be given together (--tfd is optional)")
+            run_parser.error(f"profile {args.profile!r} needs the real datasets: --afew PATH --fer2013 PATH "
+                             "[--tfd PATH]")
         data = pipeline.DataPaths(afew=args.afew, fer2013=args.fer2013, tfd=args.tfd, synthetic=False)
-    elif args.profile not in profiles.SYNTHETIC_PROFILES:
-        run_parser.error(f"profile {args.profile!r} needs the real datasets: --afew PATH --fer2013 PATH [--tfd PATH]")
+    elif given:
+        # A synthetic profile with some real datasets: they replace the synthetic ones (e.g. the real
+        # FER2013 check of chapter 02: --fer2013 PATH alone trains the CNN on real FER2013).
+        replace = given
     try:
         results = pipeline.run_pipeline(
-            args.profile, stages=args.stages, run_dir=args.run_dir, device=args.device, data=data,
+            args.profile, stages=args.stages, run_dir=args.run_dir, device=args.device, data=data, replace=replace,
             recompute=args.recompute, overrides=overrides, progress=not args.quiet, workers=args.workers)
     except pipeline.StageFailed as e:
         if e.results:

@@ -197,10 +197,13 @@ class DataPaths:
 
 
 def resolve_data(profile: str, seed: int, data: DataPaths | None = None, workers: int | None = None,
-                 progress: bool = True) -> DataPaths:
+                 progress: bool = True, replace: Mapping[str, str | Path] | None = None) -> DataPaths:
     """The data of a run: ``data`` if given, else the (generated or cached) synthetic dataset of ``profile``.
 
-    Profile ``real`` needs explicit ``data`` (CLI ``--afew`` and ``--fer2013``).
+    Profile ``real`` needs explicit ``data`` (CLI ``--afew`` and ``--fer2013``). ``replace`` swaps some
+    datasets of a synthetic profile for real files (``{"fer2013": path}``, keys ``afew``, ``fer2013``,
+    ``tfd``): e.g. the real-FER2013 check of chapter 02 on synthetic AFEW. A real FER2013 without a
+    real TFD drops SynthTFD, so real and synthetic faces are never mixed in one training set.
     """
     if data is None:
         if profile not in profiles.SYNTHETIC_PROFILES:
@@ -210,7 +213,37 @@ def resolve_data(profile: str, seed: int, data: DataPaths | None = None, workers
 
         root = generate_dataset(profile, seed=seed, workers=workers, progress=progress)
         data = DataPaths.from_synthetic_root(root)
+    if replace:
+        unknown = set(replace) - {"afew", "fer2013", "tfd"}
+        if unknown:
+            raise ValueError(f"unknown dataset(s) to replace: {', '.join(sorted(unknown))} (afew, fer2013, tfd)")
+        tfd = replace.get("tfd", None if "fer2013" in replace else data.tfd)
+        data = DataPaths(afew=Path(replace.get("afew", data.afew)), fer2013=Path(replace.get("fer2013", data.fer2013)),
+                         tfd=Path(tfd) if tfd is not None else None, synthetic=False)
     return data.resolved()
+
+
+def dataset_origins(afew_dir: str | Path | None, fer2013_path: str | Path | None,
+                    tfd_path: str | Path | None) -> dict[str, str]:
+    """``{"AFEW": "synthetic" | "real", "FER2013": ..., "TFD": ...}`` (TFD left out when None): a dataset is
+    synthetic when it lies inside a generated dataset root (one holding ``generation.json``). The
+    chapters label every result with it, also in runs that mix real and synthetic datasets."""
+    out = {}
+    for name, p in (("AFEW", afew_dir), ("FER2013", fer2013_path), ("TFD", tfd_path)):
+        if p is None:
+            continue
+        p = Path(p).resolve()
+        out[name] = "synthetic" if any((d / paths.SYNTH_INFO).is_file() for d in list(p.parents)[:3]) else "real"
+    return out
+
+
+def describe_origins(origins: Mapping[str, str]) -> str:
+    """``"synthetic"``, ``"real"``, or e.g. ``"real FER2013, synthetic AFEW"`` for a mixed run."""
+    kinds = set(origins.values())
+    if len(kinds) == 1:
+        return kinds.pop()
+    return ", ".join(f"{kind} {' and '.join(n for n, k in origins.items() if k == kind)}"
+                     for kind in ("real", "synthetic") if kind in kinds)
 
 
 # ---- results, failures ------------------------------------------------------------------------
@@ -485,13 +518,14 @@ def run_pipeline(profile: str, stages: Iterable[str] | None = None, run_dir: str
                  device: str | None = None, data: DataPaths | None = None, recompute: bool = False,
                  overrides: Mapping[str, Any] | Iterable[str] | None = None, progress: bool = True,
                  executed_dir: str | Path | None = None, workers: int | None = None,
-                 timeout: int | None = None) -> list[StageResult]:
+                 timeout: int | None = None, replace: Mapping[str, str | Path] | None = None) -> list[StageResult]:
     """Execute the selected stages of ``profile`` in order; return one StageResult per stage.
 
     ``stages``: names or prefixes (default: every stage whose notebook exists). ``run_dir``: default
     ``runs/<profile>``. ``device``: ``auto|cpu|cuda`` (default: the profile's ``common.device``).
     ``data``: the datasets (default: the synthetic dataset of the profile, generated if needed;
-    required for ``real``). ``recompute``: run even if cached. ``overrides``: ``KEY=VALUE`` strings
+    required for ``real``). ``replace``: real files in place of some synthetic datasets
+    (:func:`resolve_data`). ``recompute``: run even if cached. ``overrides``: ``KEY=VALUE`` strings
     or a flat dict (:func:`emotiw_utils.profiles.parse_overrides`). ``executed_dir``: where executed
     notebooks go (default ``book/executed``). ``timeout``: per-cell limit in seconds (default none).
 
@@ -502,7 +536,7 @@ def run_pipeline(profile: str, stages: Iterable[str] | None = None, run_dir: str
     selected = select_stages(stages)
     common = params["common"]
     dev = resolve_device(device if device is not None else common.get("device", "auto"))
-    data = resolve_data(profile, int(common["seed"]), data, workers=workers, progress=progress)
+    data = resolve_data(profile, int(common["seed"]), data, workers=workers, progress=progress, replace=replace)
     run_dir = Path(run_dir if run_dir is not None else paths.default_run_dir(profile)).expanduser().resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     executed_dir = Path(executed_dir if executed_dir is not None else paths.EXECUTED_DIR).expanduser().resolve()

@@ -32,7 +32,7 @@ def test_console_script_lists_stages():
     ["run", "-p", "novalue"],
     ["run", "-p", "99_x.k=1"],
     ["run", "--profile", "real"],
-    ["run", "--afew", "/x"],
+    ["run", "--profile", "real", "--afew", "/x"],
     ["data", "synth", "--profile", "real"],
     ["book", "--bogus"],
 ])
@@ -117,3 +117,10 @@ def test_data_synth_uses_profile_seed(monkeypatch, capsys, tmp_path):
     assert capsys.readouterr().out.strip() == str(tmp_path)
     assert cli.main(["data", "synth", "--profile", "demo", "--seed", "5", "--force"]) == 0
     assert calls == {"profile": "demo", "seed": 5, "workers": None, "force": True}
+
+
+def test_real_fer2013_alone_replaces_the_synthetic_one(monkeypatch, tmp_path):
+    calls = {}
+    monkeypatch.setattr(pipeline, "run_pipeline", lambda profile, **kw: calls.update(kw) or [])
+    assert cli.main(["run", "--profile", "demo", "--fer2013", str(tmp_path / "f.csv.gz"), "--quiet"]) == 0
+    assert calls["data"] is None and calls["replace"] == {"fer2013": tmp_path / "f.csv.gz"}

@@ -354,3 +354,29 @@ def test_data_fingerprint_changes_with_the_data(tmp_path):
     fp3 = synth.fingerprint()
     (tmp_path / paths.SYNTH_INFO).write_text('{"seed": 1}')
     assert synth.fingerprint() != fp3
+
+
+def test_real_datasets_replace_synthetic_ones_and_origins_tell_them_apart(tmp_path):
+    root = tmp_path / "synth"
+    (root / "afew" / "Train").mkdir(parents=True)
+    (root / "fer2013").mkdir()
+    (root / "tfd").mkdir()
+    (root / "fer2013" / "fer2013.csv").write_text("x")
+    (root / "tfd" / "TFD_48x48.mat").write_text("x")
+    (root / paths.SYNTH_INFO).write_text("{}")
+    real_fer = tmp_path / "real" / "fer2013.csv.gz"
+    real_fer.parent.mkdir()
+    real_fer.write_text("x")
+    base = pipeline.DataPaths.from_synthetic_root(root)
+    mixed = pipeline.resolve_data("smoke", 0, base, replace={"fer2013": real_fer})
+    assert mixed.fer2013 == real_fer.resolve() and mixed.afew == (root / "afew").resolve()
+    assert mixed.tfd is None and not mixed.synthetic  # synthetic TFD never joins real FER2013
+    origins = pipeline.dataset_origins(mixed.afew, mixed.fer2013, mixed.tfd)
+    assert origins == {"AFEW": "synthetic", "FER2013": "real"}
+    assert pipeline.describe_origins(origins) == "real FER2013, synthetic AFEW"
+    both = pipeline.dataset_origins(base.afew, base.fer2013, base.tfd)
+    assert pipeline.describe_origins(both) == "synthetic" and both["TFD"] == "synthetic"
+    kept = pipeline.resolve_data("smoke", 0, base, replace={"afew": root / "afew"})
+    assert kept.tfd == (root / "tfd" / "TFD_48x48.mat").resolve()
+    with pytest.raises(ValueError, match="unknown dataset"):
+        pipeline.resolve_data("smoke", 0, base, replace={"fer": real_fer})
