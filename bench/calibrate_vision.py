@@ -1,13 +1,23 @@
 """Calibrate the synthetic faces and clips: how hard are they for the paper's vision recipes?
 
-1. SynthFER (FER2013 class proportions) + SynthTFD (aligned onto SynthFER's mean keypoint shape)
-   train a small CNN (3 conv layers + max-pooling, dropout 0.25, random flip/crop); prints its
-   SynthFER test accuracy. Target: about 60-80 % (real FER2013 with such CNNs: 65-70 %).
-2. SynthAFEW-like clips: every frame's face is aligned from its sidecar keypoints (similarity
-   transform onto the SynthFER mean shape, 48x48 gray, histogram equalisation; frames without
-   keypoints reuse the nearest frame's), the CNN runs per frame, and on the validation clips we
-   compare (a) frame averaging of softmax probabilities, (b) a GRU over per-frame CNN features
-   (logits and penultimate layer), (c) k-average pooling (k=15) of per-frame logits + RBF SVM.
+Alignment and the frame CNN are the package's own (:mod:`emotiw_utils.faces`, :mod:`emotiw_utils.cnn`),
+used as stage 01 (:mod:`emotiw_utils.aligned`) uses them; only the clip-level models (GRU / IRNN,
+k-average pooling + SVM) and the activity proxy are still local to this script.
+
+1. SynthFER (FER2013 class proportions) + SynthTFD faces, keypoints from the renderer. FER's mean
+   shape (over its training images) is the reference; SynthTFD gets ONE similarity transform of its
+   mean shape onto FER's (``fit_dataset_alignment`` + ``align_static``: noisy border, histogram
+   equalisation). A ``FrameCNN`` (``--arch``, default the paper's cnn9x9; FER+TFD mean/std image
+   normalisation, dropout 0.25, random flip/crop) is trained with ``train_cnn``; prints its SynthFER
+   test accuracy. Target: about 60-80 % (real FER2013 with such CNNs: 65-70 %).
+2. SynthAFEW-like clips (generated in worker processes, converted to gray): AFEW's one transform is
+   fitted on the Train clips' face-box keypoints (``crop_keypoints``) onto FER's mean shape, then every
+   clip is aligned with ``align_frames`` (face box -> AFEW transform, noisy border, equalisation;
+   frames without keypoints reuse the nearest frame's, clips without any face use the Train mean
+   keypoints). The CNN runs per frame and on the validation clips we compare (a) frame averaging of
+   softmax probabilities, (b) a GRU over per-frame CNN features (logits, and the penultimate layer
+   from ``layer_activations``: conv3 flattened for cnn9x9) and an identity-initialised ReLU RNN over
+   the penultimate layer, (c) k-average pooling (k=15) of per-frame logits + RBF SVM.
    Targets: (a) clearly above chance (30-50 %), (b) >= 8-10 points above (a) and below ~85 %.
 3. An activity proxy that never looks at the expression: coarse-grid Farneback optical flow
    statistics over time + head-pose (eye-line) trajectory statistics, RBF SVM. Target: above
@@ -32,6 +42,8 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import cv2
 import numpy as np
 
+from emotiw_utils import faces
+from emotiw_utils.aligned import fallback_keypoints, fit_afew_alignment
 from emotiw_utils.constants import EMOTIONS, FER2013_CLASS_COUNTS, NUM_CLASSES
 from emotiw_utils.synth.generate import AFEW_CLASS_SHARES, _labels
 
@@ -53,39 +65,11 @@ def _static_job(args):
     return img, kps, written
 
 
-def _fill_keypoints(kps: np.ndarray) -> np.ndarray | None:
-    """Frames with NaN keypoints take the nearest frame's; None if no frame has any."""
-    ok = ~np.isnan(kps[:, 0, 0])
-    if not ok.any():
-        return None
-    idx = np.flatnonzero(ok)
-    t = np.arange(len(kps))
-    nearest = idx[np.abs(t[:, None] - idx[None, :]).argmin(axis=1)]
-    return kps[nearest]
-
-
-def align_faces(frames: np.ndarray, kps: np.ndarray, mean_shape: np.ndarray) -> np.ndarray:
-    """(T, 48, 48) uint8 aligned, histogram-equalised gray faces."""
-    full = _fill_keypoints(kps)
-    out = np.empty((len(frames), 48, 48), dtype=np.uint8)
-    for i, f in enumerate(frames):
-        g = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)
-        if full is None:  # no detection at all: a centred guess
-            h, w = g.shape
-            m = np.array([[48 / (0.5 * h), 0, 24 - 48 / (0.5 * h) * w / 2],
-                          [0, 48 / (0.5 * h), 24 - 48 / (0.5 * h) * 0.45 * h]], dtype=np.float32)
-        else:
-            m, _ = cv2.estimateAffinePartial2D(full[i].astype(np.float32), mean_shape.astype(np.float32))
-        out[i] = cv2.equalizeHist(cv2.warpAffine(g, m, (48, 48), flags=cv2.INTER_LINEAR,
-                                                 borderMode=cv2.BORDER_REPLICATE))
-    return out
-
-
 FLOW_GRID = 3
 
 
-def motion_features(frames: np.ndarray, kps: np.ndarray) -> np.ndarray:
-    """Expression-blind activity descriptor of one clip.
+def motion_features(gray: np.ndarray, kps: np.ndarray) -> np.ndarray:
+    """Expression-blind activity descriptor of one clip (``gray``: (T, H, W) uint8 frames).
 
     Optical flow (Farneback on 4x-downscaled gray frames) pooled in a 3x3 grid: per cell the mean
     dx, dy and magnitude per frame pair; then over time mean, std, max and the mean over each of 4
@@ -93,7 +77,7 @@ def motion_features(frames: np.ndarray, kps: np.ndarray) -> np.ndarray:
     distance = scale, eye-line angle), normalised by the clip's mean eye distance: statistics of
     the trajectory relative to its start, its velocity and acceleration.
     """
-    small = [cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (44, 36), interpolation=cv2.INTER_AREA) for f in frames]
+    small = [cv2.resize(g, (44, 36), interpolation=cv2.INTER_AREA) for g in gray]
     per = []
     for a, b in zip(small[:-1], small[1:]):
         fl = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 2, 9, 2, 5, 1.1, 0)
@@ -107,7 +91,7 @@ def motion_features(frames: np.ndarray, kps: np.ndarray) -> np.ndarray:
     per = np.asarray(per, dtype=np.float32)
     segs = [s.mean(0) for s in np.array_split(per, 4)]
     flow_f = np.concatenate([per.mean(0), per.std(0), per.max(0), *segs])
-    full = _fill_keypoints(kps)
+    full, _ = faces.fill_missing_keypoints(kps)
     if full is None:
         pose_f = np.zeros(4 * 9, dtype=np.float32)
     else:
@@ -125,118 +109,49 @@ def motion_features(frames: np.ndarray, kps: np.ndarray) -> np.ndarray:
     return np.concatenate([flow_f, pose_f]).astype(np.float32)
 
 
-_MEAN_SHAPE = None
-
-
-def _init_clip_worker(mean_shape):
-    global _MEAN_SHAPE
-    _MEAN_SHAPE = mean_shape
+def _init_worker():
     cv2.setNumThreads(1)
 
 
 def _clip_job(args):
+    """Generate one clip; return its gray frames, keypoints, motion features, info and timings
+    (alignment needs AFEW's transform, fitted on all Train clips, so it happens afterwards)."""
     seed, split_idx, index, label = args
     from emotiw_utils.synth.clips import make_clip
 
     t0 = time.perf_counter()
     clip = make_clip(np.random.default_rng([seed, 2, split_idx, index]), int(label))
     t1 = time.perf_counter()
-    faces = align_faces(clip.frames, clip.keypoints, _MEAN_SHAPE)
-    motion = motion_features(clip.frames, clip.keypoints)
+    gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in clip.frames])
+    motion = motion_features(gray, clip.keypoints)
     m = clip.meta
     info = dict(n=m["n_frames"], ordered=any(e["role"] == "precursor" for e in m["events"]),
                 motion_informative=m["motion_informative"], no_face=m["no_face"])
-    return faces, motion, info, t1 - t0, time.perf_counter() - t1
+    return gray, clip.keypoints, motion, info, t1 - t0, time.perf_counter() - t1
 
 
-def pool_map(fn, tasks, workers, initializer=None, initargs=()):
+# Set in the main process right before the alignment pool forks (the workers inherit it, so the
+# frames are not pickled to them): clips, AFEW alignment, fallback keypoints (pixels), seed.
+_ALIGN_STATE: dict = {}
+
+
+def _align_job(args):
+    i, split_idx, index = args
+    st = _ALIGN_STATE
+    gray, kps = st["clips"][i][0], st["clips"][i][1]
+    t0 = time.perf_counter()
+    out, has, no_face = faces.align_frames(gray, kps, st["alignment"], st["fallback"],
+                                           np.random.default_rng([st["seed"], 7, split_idx, index]))
+    return out, has, no_face, time.perf_counter() - t0
+
+
+def pool_map(fn, tasks, workers, initializer=_init_worker, initargs=()):
     ctx = mp.get_context("fork")
     with ctx.Pool(workers, initializer=initializer, initargs=initargs) as pool:
         return pool.map(fn, tasks, chunksize=max(1, len(tasks) // (workers * 8)))
 
 
-# ---- CNN --------------------------------------------------------------------------------------
-
-def build_cnn(kernel: int, channels=(16, 32, 64)):
-    import torch.nn as nn
-
-    p = kernel // 2
-    c1, c2, c3 = channels
-    feats = nn.Sequential(
-        nn.Conv2d(1, c1, kernel, padding=p), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(c1, c2, kernel, padding=p), nn.BatchNorm2d(c2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(c2, c3, kernel, padding=p), nn.BatchNorm2d(c3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Dropout(0.25), nn.Linear(c3 * 5 * 5, 128), nn.ReLU(), nn.Dropout(0.25))
-    return feats, nn.Linear(128, NUM_CLASSES)
-
-
-CROP = 42
-
-
-def _prep(x: np.ndarray):
-    import torch
-
-    return torch.from_numpy(x.astype(np.float32) / 255.0 - 0.5)[:, None]
-
-
-def train_cnn(x, y, epochs, seed, kernel):
-    import torch
-    import torch.nn.functional as F
-
-    torch.manual_seed(seed)
-    feats, head = build_cnn(kernel)
-    params = list(feats.parameters()) + list(head.parameters())
-    opt = torch.optim.Adam(params, lr=2e-3, weight_decay=1e-4)
-    n = len(x)
-    steps = epochs * ((n + 127) // 128)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
-    xt, yt = _prep(x), torch.from_numpy(y)
-    g = np.random.default_rng(seed)
-    for ep in range(epochs):
-        feats.train(), head.train()
-        perm = g.permutation(n)
-        tot, correct, t0 = 0.0, 0, time.perf_counter()
-        for i in range(0, n, 128):
-            idx = perm[i:i + 128]
-            ox, oy = g.integers(0, 48 - CROP + 1, 2)
-            xb = xt[idx, :, oy:oy + CROP, ox:ox + CROP]
-            if g.random() < 0.5:
-                xb = xb.flip(-1)
-            out = head(feats(xb))
-            loss = F.cross_entropy(out, yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot += float(loss.detach()) * len(idx)
-            correct += int((out.argmax(1) == yt[idx]).sum())
-        log(f"  epoch {ep + 1}/{epochs}: loss {tot / n:.3f} train acc {correct / n:.3f} ({time.perf_counter() - t0:.0f}s)")
-    feats.eval(), head.eval()
-    return feats, head
-
-
-def cnn_forward(feats, head, x: np.ndarray, batch: int = 512):
-    """Penultimate features (N, 128) and logits (N, 7) of centre crops (plus flipped, averaged)."""
-    import torch
-
-    o = (48 - CROP) // 2
-    fs, ls = [], []
-    with torch.no_grad():
-        for i in range(0, len(x), batch):
-            xb = _prep(x[i:i + batch])[:, :, o:o + CROP, o:o + CROP]
-            f = (feats(xb) + feats(xb.flip(-1))) / 2
-            fs.append(f.numpy())
-            ls.append(head(f).numpy())
-    return np.concatenate(fs), np.concatenate(ls)
-
-
 # ---- clip-level models ------------------------------------------------------------------------
-
-def softmax(z):
-    z = z - z.max(-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
-
 
 def k_average(seq: np.ndarray, k: int = 15) -> np.ndarray:
     """Average a (T, D) sequence over k equal time bins (frames repeated when T < k)."""
@@ -330,7 +245,12 @@ def per_class(pred, y):
 
 # ---- main -------------------------------------------------------------------------------------
 
+_KERNEL_ARCH = {3: "vgg3x3", 5: "cnn5x5", 9: "cnn9x9"}
+
+
 def main() -> None:
+    from emotiw_utils.cnn import ARCHITECTURES
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n-fer", type=int, default=8000, help="SynthFER training images")
     ap.add_argument("--n-fer-test", type=int, default=2000)
@@ -339,30 +259,42 @@ def main() -> None:
     ap.add_argument("--n-clips-val", type=int, default=150)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--kernel", type=int, default=3, help="conv kernel size (paper: 9; 3 is fast on CPU)")
+    ap.add_argument("--arch", default="cnn9x9", choices=ARCHITECTURES,
+                    help="emotiw_utils.cnn architecture (paper: cnn9x9, the cheapest of the three on CPU)")
+    ap.add_argument("--kernel", type=int, default=None, choices=sorted(_KERNEL_ARCH),
+                    help="old flag, kept for compatibility: picks the architecture with that filter size "
+                         "(3 -> vgg3x3, 5 -> cnn5x5, 9 -> cnn9x9); overrides --arch")
+    ap.add_argument("--batch-size", type=int, default=256, help="CNN training batch size")
+    ap.add_argument("--lr", type=float, default=1e-3, help="CNN learning rate (Adam, cosine schedule)")
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="CNN device")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip-clips", action="store_true", help="only the static-face part")
     ap.add_argument("--cnn-cache", default=None,
-                    help="load the trained CNN and mean shape from this .pt file if it exists, else save them there "
-                         "(to iterate on clip settings only; delete it after changing static.py)")
+                    help="load the trained CNN and FER alignment from this checkpoint (emotiw_utils.cnn.save_cnn) if "
+                         "it exists, else save them there (to iterate on clip settings only; delete it after "
+                         "changing static.py)")
     args = ap.parse_args()
+    if args.kernel is not None:
+        args.arch = _KERNEL_ARCH[args.kernel]
 
     import torch
+
+    from emotiw_utils import cnn
+    from emotiw_utils.device import resolve_device
 
     torch.set_num_threads(2)
     cv2.setNumThreads(1)
     seed = args.seed
-    log(f"args {vars(args)} cores={os.cpu_count()}")
+    device = resolve_device(args.device)
+    log(f"args {vars(args)} cores={os.cpu_count()} device={device}")
 
     # 1. SynthFER + SynthTFD ------------------------------------------------------------------
     if args.cnn_cache and os.path.exists(args.cnn_cache):
-        feats, head = build_cnn(args.kernel)
-        state = torch.load(args.cnn_cache, weights_only=False)
-        feats.load_state_dict(state["feats"]), head.load_state_dict(state["head"])
-        feats.eval(), head.eval()
-        mean_shape = state["mean_shape"]
-        log(f"loaded CNN from {args.cnn_cache} (SynthFER test acc there: {state['acc']:.3f})")
-        return run_clips(args, feats, head, mean_shape)
+        ckpt = cnn.load_checkpoint(args.cnn_cache, device=device)
+        fer_al = faces.DatasetAlignment.from_dict(ckpt.extra["fer_alignment"])
+        log(f"loaded {ckpt.model.config.arch} CNN from {args.cnn_cache} "
+            f"(SynthFER test acc there: {ckpt.extra['fer_test_acc']:.3f})")
+        return run_clips(args, ckpt.model, fer_al, device)
     rng = np.random.default_rng([seed, 100])
     fer_lab = np.concatenate([_labels(args.n_fer, FER2013_CLASS_COUNTS, rng),
                               _labels(args.n_fer_test, FER2013_CLASS_COUNTS, rng)])
@@ -373,39 +305,52 @@ def main() -> None:
     n_img = len(fer) + len(tfd)
     log(f"generated {len(fer)} SynthFER + {len(tfd)} SynthTFD in {time.perf_counter() - t:.1f}s "
         f"({(time.perf_counter() - t) / n_img * 1000 * args.workers:.2f} ms/image/core)")
-    fer_x = np.stack([cv2.equalizeHist(o[0]) for o in fer])
     fer_k = np.stack([o[1] for o in fer])
     fer_y = np.array([o[2] for o in fer], dtype=np.int64)
-    mean_shape = fer_k[: args.n_fer].mean(0)
-    log(f"SynthFER mean keypoint shape: {np.round(mean_shape, 1).tolist()}  label noise rows: "
+    # FER's mean shape over its training images is the reference (FER itself: identity, equalised only).
+    fer_al = faces.fit_dataset_alignment("FER2013", fer_k[: args.n_fer], faces.mean_shape(fer_k[: args.n_fer]), 48)
+    fer_x = faces.align_static(np.stack([o[0] for o in fer]), fer_al, seed)
+    log(f"SynthFER mean keypoint shape: {np.round(fer_al.mean_shape, 1).tolist()}  label noise rows: "
         f"{int((fer_y != fer_lab).sum())}")
-    tfd_x = []
-    for img, k, _ in tfd:  # TFD mapped onto FER's mean shape (paper 2.1.2)
-        m, _ = cv2.estimateAffinePartial2D(k, mean_shape.astype(np.float32))
-        tfd_x.append(cv2.equalizeHist(cv2.warpAffine(img, m, (48, 48), borderMode=cv2.BORDER_REPLICATE)))
-    tfd_x = np.stack(tfd_x)
+    # TFD: one transform of its mean shape onto FER's (paper 2.1.2), noisy border where it is uncovered.
+    tfd_al = faces.fit_dataset_alignment("TFD", np.stack([o[1] for o in tfd]), fer_al.mean_shape, 48)
+    tfd_x = faces.align_static(np.stack([o[0] for o in tfd]), tfd_al, seed + 1)
     tfd_y = np.array([o[2] for o in tfd], dtype=np.int64)
+    log(f"SynthTFD -> SynthFER transform: {_fmt_alignment(tfd_al)}")
     xtr = np.concatenate([fer_x[: args.n_fer], tfd_x])
     ytr = np.concatenate([fer_y[: args.n_fer], tfd_y])
     xte, yte, yte_clean = fer_x[args.n_fer:], fer_y[args.n_fer:], fer_lab[args.n_fer:]
     t = time.perf_counter()
-    log(f"training CNN ({args.kernel}x{args.kernel}, 16-32-64) on {len(xtr)} faces for {args.epochs} epochs")
-    feats, head = train_cnn(xtr, ytr, args.epochs, seed, args.kernel)
-    _, lte = cnn_forward(feats, head, xte)
-    pred = lte.argmax(1)
-    log(f"CNN trained in {time.perf_counter() - t:.0f}s")
-    log(f"RESULT SynthFER test acc = {(pred == yte).mean():.3f} (vs clean labels {(pred == yte_clean).mean():.3f}; "
+    mean_img, std_img = cnn.mean_std_images(xtr)
+    model = cnn.FrameCNN(cnn.CnnConfig(arch=args.arch), mean_img, std_img, seed=seed)
+    log(f"training CNN ({args.arch}) on {len(xtr)} faces for {args.epochs} epochs on {device}")
+    hist = cnn.train_cnn(model, xtr, ytr, monitors={"fer_test": (xte, yte)}, epochs=args.epochs,
+                         batch_size=args.batch_size, lr=args.lr, seed=seed, device=device, progress=False,
+                         log=lambda s: log("  " + s))
+    pred = cnn.predict_logits(model, xte, flip_average=True).argmax(1)
+    acc = float((pred == yte).mean())
+    log(f"CNN trained in {time.perf_counter() - t:.0f}s ({hist.images_per_second:.0f} training images/s)")
+    log(f"RESULT SynthFER test acc = {acc:.3f} (vs clean labels {(pred == yte_clean).mean():.3f}; "
         f"majority {np.bincount(yte).max() / len(yte):.3f})   target 0.60-0.80")
     log(f"  per class: {per_class(pred, yte_clean)}")
     if args.cnn_cache:
-        torch.save(dict(feats=feats.state_dict(), head=head.state_dict(), mean_shape=mean_shape,
-                        acc=float((pred == yte).mean())), args.cnn_cache)
+        cnn.save_cnn(args.cnn_cache, model, hist, extra={"fer_alignment": fer_al.to_dict(), "fer_test_acc": acc})
     if args.skip_clips:
         return
-    run_clips(args, feats, head, mean_shape)
+    run_clips(args, model, fer_al, device)
 
 
-def run_clips(args, feats, head, mean_shape) -> None:
+def _fmt_alignment(al) -> str:
+    p = faces.similarity_parameters(al.transform)
+    return (f"scale {p['scale']:.3f} rotation {p['rotation_deg']:.2f} deg shift ({p['tx']:.1f}, {p['ty']:.1f}) px, "
+            f"residual {al.residual:.2f} px over {al.n_images} images")
+
+
+def run_clips(args, model, fer_al, device) -> None:
+    from scipy.special import softmax
+
+    from emotiw_utils import cnn
+
     seed = args.seed
     # 2. clips ---------------------------------------------------------------------------------
     tasks, ys = [], []
@@ -414,25 +359,51 @@ def run_clips(args, feats, head, mean_shape) -> None:
         tasks += [(seed, split_idx, i, int(c)) for i, c in enumerate(lab)]
         ys.append(lab.astype(np.int64))
     t = time.perf_counter()
-    out = pool_map(_clip_job, tasks, args.workers, _init_clip_worker, (mean_shape,))
-    frames_total = sum(o[2]["n"] for o in out)
-    gen_t, feat_t = sum(o[3] for o in out), sum(o[4] for o in out)
+    out = pool_map(_clip_job, tasks, args.workers)
+    frames_total = sum(o[3]["n"] for o in out)
+    gen_t, feat_t = sum(o[4] for o in out), sum(o[5] for o in out)
     log(f"generated {len(out)} clips, {frames_total} frames in {time.perf_counter() - t:.1f}s wall: make_clip "
-        f"{gen_t / frames_total * 1000:.2f} ms/frame, align+flow {feat_t / frames_total * 1000:.2f} ms/frame (per core)")
+        f"{gen_t / frames_total * 1000:.2f} ms/frame, gray+flow {feat_t / frames_total * 1000:.2f} ms/frame (per core)")
     ntr = args.n_clips_train
     y_tr, y_va = ys
-    faces = [o[0] for o in out]
-    lens = np.array([len(f) for f in faces])
+
+    # AFEW's one transform, inferred on the Train clips' face-box keypoints (Val uses it too).
+    train_kps = [o[1] for o in out[:ntr]]
+    alignment = fit_afew_alignment(train_kps, fer_al.mean_shape)
+    h, w = out[0][0].shape[1:]
+    fallback = fallback_keypoints(train_kps, [o[0].shape[1:] for o in out[:ntr]]) * np.array([w, h], dtype=np.float64)
+    log(f"AFEW -> SynthFER transform: {_fmt_alignment(alignment)}")
     t = time.perf_counter()
-    f_all, l_all = cnn_forward(feats, head, np.concatenate(faces))
+    _ALIGN_STATE.update(clips=out, alignment=alignment, fallback=fallback, seed=seed)
+    try:
+        aligned = pool_map(_align_job, [(i, s, j) for i, (_, s, j, _) in enumerate(tasks)], args.workers)
+    finally:
+        _ALIGN_STATE.clear()
+    align_t = sum(o[3] for o in aligned)
+    has_face = np.concatenate([o[1] for o in aligned])
+    log(f"aligned {frames_total} frames in {time.perf_counter() - t:.1f}s wall ({align_t / frames_total * 1000:.2f} "
+        f"ms/frame/core); frames without their own face {1 - has_face.mean():.3f}, clips without any face "
+        f"{sum(o[2] for o in aligned)}")
+    mot = np.stack([o[2] for o in out])
+    info_va = [o[3] for o in out[ntr:]]
+    mi = np.array([o["motion_informative"] for o in info_va])
+    del out
+
+    clip_faces = [o[0] for o in aligned]
+    lens = np.array([len(f) for f in clip_faces])
+    all_faces = np.concatenate(clip_faces)
+    del aligned, clip_faces
+    t = time.perf_counter()
+    penult = model.layer_names[-2]  # conv3 (flattened) for cnn9x9 / cnn5x5, fc for vgg3x3
+    l_all = cnn.predict_logits(model, all_faces, device=device)
+    f_all = cnn.layer_activations(model, all_faces, penult, device=device).cpu().numpy()
     bounds = np.cumsum(lens)[:-1]
     fseq, lseq = np.split(f_all, bounds), np.split(l_all, bounds)
-    log(f"CNN over {len(f_all)} aligned frames in {time.perf_counter() - t:.1f}s")
-    info_va = out[ntr:]
-    ordered_va = np.array([o[2]["ordered"] for o in info_va])
+    log(f"CNN logits + {penult} ({f_all.shape[1]}-d) over {len(f_all)} aligned frames in {time.perf_counter() - t:.1f}s")
+    ordered_va = np.array([o["ordered"] for o in info_va])
 
     # (a) frame averaging
-    avg_pred = np.array([softmax(s).mean(0).argmax() for s in lseq])
+    avg_pred = np.array([softmax(s, axis=1).mean(0).argmax() for s in lseq])
     a_tr, a_va = (avg_pred[:ntr] == y_tr).mean(), (avg_pred[ntr:] == y_va).mean()
     log(f"RESULT (a) frame averaging: train {a_tr:.3f} val {a_va:.3f}  (val ordered-pair clips "
         f"{(avg_pred[ntr:][ordered_va] == y_va[ordered_va]).mean():.3f}, n={ordered_va.sum()})  target 0.30-0.50")
@@ -444,11 +415,10 @@ def run_clips(args, feats, head, mean_shape) -> None:
 
     # (b) RNNs
     t = time.perf_counter()
-    for name, seqs, kind in [("logits", lseq, "gru"), ("penultimate", fseq, "gru"), ("penultimate", fseq, "irnn")]:
-        if True:
-            best, last, tr = train_rnn(seqs[:ntr], y_tr, seqs[ntr:], y_va, seed, kind=kind)
-            log(f"RESULT (b) {kind.upper()} over {name}: val last-10-mean {last:.3f} (best epoch {best:.3f}; "
-                f"train {tr:.3f})  target >= (a)+0.08, < 0.85")
+    for name, seqs, kind in [("logits", lseq, "gru"), (penult, fseq, "gru"), (penult, fseq, "irnn")]:
+        best, last, tr = train_rnn(seqs[:ntr], y_tr, seqs[ntr:], y_va, seed, kind=kind)
+        log(f"RESULT (b) {kind.upper()} over {name}: val last-10-mean {last:.3f} (best epoch {best:.3f}; "
+            f"train {tr:.3f})  target >= (a)+0.08, < 0.85")
     log(f"  RNNs trained in {time.perf_counter() - t:.0f}s")
 
     # (c) k-average pooling + SVM
@@ -457,12 +427,10 @@ def run_clips(args, feats, head, mean_shape) -> None:
     log(f"RESULT (c) k-average(15) logits + RBF SVM: val {acc:.3f} {cfg}")
 
     # 3. activity proxy
-    mot = np.stack([o[1] for o in out])
     nflow = FLOW_GRID * FLOW_GRID * 3 * 7
     for name, cols in [("flow", slice(0, nflow)), ("head pose", slice(nflow, None)), ("flow+pose", slice(None))]:
         acc, cfg = svm_select(mot[:ntr, cols], y_tr, mot[ntr:, cols], y_va)
         log(f"RESULT (3) activity [{name}] + RBF SVM: val {acc:.3f} {cfg}  target 0.25-0.45")
-    mi = np.array([o[2]["motion_informative"] for o in info_va])
     log(f"  val clips with informative motion: {mi.mean():.2f}")
     log("done")
 
