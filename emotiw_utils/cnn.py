@@ -44,7 +44,7 @@ import dataclasses
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -514,6 +514,9 @@ class CnnHistory:
     images_per_second: float = float("nan")
     stopped_early: bool = False
     device: str = ""
+    #: ``{monitor: (best epoch, CPU state_dict)}`` for the monitors passed as ``train_cnn(snapshots=...)``
+    #: (not part of :meth:`to_dict`).
+    snapshots: dict[str, tuple[int, dict[str, torch.Tensor]]] = field(default_factory=dict, repr=False)
 
     @property
     def best(self) -> dict[str, Any]:
@@ -595,7 +598,8 @@ def train_cnn(model: FrameCNN, images: Any, labels: Any, *,
               epochs: int = 10, batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 1e-4,
               optimizer: str = "adam", schedule: str = "cosine", seed: int = 0, device: Any = "cpu",
               patience: int | None = None, progress: bool = True, log: Callable[[str], None] | None = None,
-              amp: bool = False, channels_last: bool | None = None, eval_batch_size: int | None = None) -> CnnHistory:
+              amp: bool = False, channels_last: bool | None = None, eval_batch_size: int | None = None,
+              snapshots: Sequence[str] = ()) -> CnnHistory:
     """Train ``model`` on static faces (section 2.1.3) with flip/crop augmentation; early stopping on monitors.
 
     ``images``: ``(N, H, W)`` (or ``(N, 1, H, W)``) uint8 faces (numpy or tensor), H = W = image_size;
@@ -609,7 +613,9 @@ def train_cnn(model: FrameCNN, images: Any, labels: Any, *,
     clip labels work, section 2.1.3's early stopping on AFEW-faces). ``select_on``: the monitor whose
     accuracy picks the best epoch (ties -> earliest); its weights (a CPU copy) are restored at the end.
     None -> the last epoch's weights. ``patience``: stop after that many epochs without improvement of
-    ``select_on`` (requires ``select_on``).
+    ``select_on`` (requires ``select_on``). ``snapshots``: more monitors whose best-epoch weights are also
+    kept (CPU copies, ties -> earliest) in ``history.snapshots``: several early-stopping criteria judged on
+    one training run.
 
     ``device``: ``"cpu"``, ``"cuda"``, ``"auto"`` (:func:`~emotiw_utils.device.resolve_device`), a torch
     device, or None (the model's device). ``optimizer``: ``"adam"`` or ``"sgd"`` (momentum 0.9, Nesterov);
@@ -671,8 +677,12 @@ def train_cnn(model: FrameCNN, images: Any, labels: Any, *,
     gen = torch.Generator(device=dev)
     gen.manual_seed(int(seed))
     hw = size * size
+    unknown = [m for m in snapshots if m not in monitors]
+    if unknown:
+        raise ValueError(f"snapshots {unknown} are not monitors; monitors: {', '.join(monitors) or 'none'}")
     history = CnnHistory(select_on=select_on, device=str(dev))
     best_value, best_state, since_best = -math.inf, None, 0
+    snap_best = {m: -math.inf for m in snapshots}
     train_images, train_seconds = 0, 0.0
 
     from tqdm import tqdm
@@ -726,6 +736,11 @@ def train_cnn(model: FrameCNN, images: Any, labels: Any, *,
                 rec.update(lr=float(epoch_lr), seconds=seconds, eval_seconds=time.perf_counter() - t1)
                 history.epochs.append(rec)
 
+                for name in snapshots:
+                    if rec[f"{name}_acc"] > snap_best[name]:
+                        snap_best[name] = rec[f"{name}_acc"]
+                        history.snapshots[name] = (epoch, {k: v.detach().to("cpu", copy=True)
+                                                           for k, v in model.state_dict().items()})
                 improved = False
                 if select_on is not None:
                     value = rec[f"{select_on}_acc"]

@@ -51,3 +51,31 @@ def test_train_regime_selects_on_its_own_monitor():
     assert n_train == 60 and hist.select_on == es.AFEW_MONITOR and f"{es.HOLDOUT_MONITOR}_acc" not in hist.epochs[0]
     with pytest.raises(ValueError, match="unknown early-stopping regime"):
         es.train_regime("val", cfg, pool, hold, afew_frames, mean, std)
+
+
+def test_train_regimes_one_run_keeps_each_criterions_best_epoch():
+    rng = np.random.default_rng(1)
+    n = 60
+    pool = StaticFaces(rng.integers(0, 255, (n, 48, 48), dtype=np.uint8), rng.integers(0, 7, n),
+                       np.full(n, "FER2013"), np.full(n, "Training"))
+    hold = es.holdout_mask(n, 10, seed=0)
+    afew_frames = (rng.integers(0, 255, (12, 48, 48), dtype=np.uint8), rng.integers(0, 7, 12))
+    mean, std = np.full((48, 48), 128, np.float32), np.full((48, 48), 64, np.float32)
+    runs = es.train_regimes("afew", "one_run", CnnConfig(), pool, hold, afew_frames, mean, std, epochs=3,
+                            batch_size=32, progress=False)
+    assert list(runs) == ["afew", "holdout"]
+    (m_a, h_a, n_a, _), (m_h, h_h, n_h, _) = runs["afew"], runs["holdout"]
+    assert n_a == n_h == 50 and h_a.epochs is h_h.epochs  # one training run, two criteria
+    accs = {k: [e[f"{mon}_acc"] for e in h_a.epochs] for k, mon in (("afew", es.AFEW_MONITOR),
+                                                                        ("holdout", es.HOLDOUT_MONITOR))}
+    assert h_a.best_epoch == 1 + int(np.argmax(accs["afew"])) and h_h.best_epoch == 1 + int(np.argmax(accs["holdout"]))
+    assert h_h.select_on == es.HOLDOUT_MONITOR
+    # the holdout twin holds the weights of its own best epoch: it reproduces that epoch's holdout accuracy
+    from emotiw_utils.cnn import predict_logits
+
+    acc = (predict_logits(m_h, pool.images[hold]).argmax(1) == pool.labels[hold]).mean()
+    assert acc == pytest.approx(accs["holdout"][h_h.best_epoch - 1])
+    assert list(es.train_regimes("holdout", "none", CnnConfig(), pool, hold, afew_frames, mean, std, epochs=1,
+                                 batch_size=32, progress=False)) == ["holdout"]
+    with pytest.raises(ValueError, match="unknown comparison"):
+        es.train_regimes("afew", "both", CnnConfig(), pool, hold, afew_frames, mean, std)
