@@ -237,8 +237,9 @@ def learning_curves(history, series, best_epochs=None, title: str = "Learning cu
             continue
         ax.plot(history["epoch"], history[col], "-o", ms=3, color=colours[i % len(colours)], label=label)
     for i, (label, ep) in enumerate((best_epochs or {}).items()):
-        ax.axvline(ep, ls="--", lw=0.9, color="grey")
-        ax.text(ep, ax.get_ylim()[1], f" {label}: epoch {ep}", fontsize=7, va="top", rotation=90, color="grey")
+        # One dashed line per criterion, offset slightly when several keep the same epoch; named in the legend.
+        ax.axvline(ep + 0.04 * i, ls=("--", ":", "-.")[i % 3], lw=1.1, color="grey",
+                   label=f"{label} keeps epoch {ep}")
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

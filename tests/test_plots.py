@@ -60,7 +60,7 @@ def test_alignment_and_classifier_figures():
     assert len(fig.axes) == 2 and len(fig.axes[0].patches) == 1
     hist = pd.DataFrame({"epoch": [1, 2, 3], "train_acc": [0.3, 0.5, 0.6], "val_acc": [0.3, 0.4, 0.35]})
     fig = plots.learning_curves(hist, {"train_acc": "train", "val_acc": "val", "absent": "skipped"}, {"best": 2})
-    assert [line.get_label() for line in fig.axes[0].get_lines()][:2] == ["train", "val"]
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["train", "val", "best keeps epoch 2"]
     cm = np.eye(7) * 0.5 + 0.5 / 7
     fig = plots.confusion_matrix(cm)
     assert len(fig.axes[0].texts) == 49
