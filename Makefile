@@ -31,6 +31,10 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --upgrade pip
 	$(VPY) -m pip install -c constraints.txt -e ".[dev]"
+# MTCNN weights for emotiw_utils.detect. --no-deps: facenet-pytorch 2.6.0 pins torch<2.3, torchvision, numpy<2
+# and Pillow<10.3, which would replace ours (so `pip check` lists it); it works with them, and emotiw_utils.detect
+# provides the two torchvision functions it uses, so torchvision is never installed.
+	$(VPY) -m pip install --no-deps facenet-pytorch==2.6.0
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the pinned package (instant when up to date)
