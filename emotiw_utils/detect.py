@@ -441,7 +441,7 @@ class FaceDetector:
             ValueError: images that are not uint8, not ``(N, H, W)`` / ``(N, H, W, 3)`` (``(H, W)`` / ``(H, W, 3)``
                 in a list), or empty; TypeError: neither an array nor a list of arrays.
         """
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         items = _as_image_list(images)
         if int(batch_size) < 1:
