@@ -64,3 +64,31 @@ def test_book_builds_without_warnings(smoke):
     assert (html / "index.html").is_file()
     page = (html / "book" / "executed" / "00_datasets.html").read_text()
     assert "synthetic" in page and page.count("<img") >= 5
+
+
+def test_alignment_and_cnn_artifacts(smoke):
+    """01 writes aligned faces for every frame; 02 writes cnn.pt and per-frame logits aligned with them."""
+    import numpy as np
+
+    from emotiw_utils import cnn
+    from emotiw_utils.aligned import AfewFaces, StaticFaces
+
+    run = smoke["run"]
+    m01 = json.loads((run / "01_alignment" / paths.METRICS).read_text())
+    assert m01["keypoint_sources"]["FER2013"].startswith("sidecar")
+    static = StaticFaces.load(run / "01_alignment" / paths.STATIC_FACES)
+    assert len(static) == 2000 + 280 and static.images.shape[1:] == (48, 48)
+    model = cnn.load_cnn(run / "02_cnn" / paths.CNN_CHECKPOINT)
+    for split, n_clips in (("Train", 35), ("Val", 21), ("Test", 14)):
+        faces = AfewFaces.load(run / "01_alignment" / paths.afew_faces_name(split))
+        assert len(faces) == n_clips and len(faces.faces) == m01["afew_frames"][split]
+        with np.load(run / "02_cnn" / paths.frame_logits_name(split)) as z:
+            assert z["logits"].shape == (len(faces.faces), 7)
+            np.testing.assert_array_equal(z["offsets"], faces.offsets)
+            assert list(z["clip_ids"]) == list(faces.clip_ids)
+    # the saved model reproduces the stored logits of the first Val clip
+    val = AfewFaces.load(run / "01_alignment" / paths.afew_faces_name("Val"))
+    with np.load(run / "02_cnn" / paths.frame_logits_name("Val")) as z:
+        np.testing.assert_allclose(cnn.predict_logits(model, val.clip(0)), z["logits"][: val.lengths[0]], atol=1e-4)
+    m02 = json.loads((run / "02_cnn" / paths.METRICS).read_text())
+    assert set(m02["regimes"]) == {"afew", "holdout"} and 0 <= m02["fer_test_accuracy"]["PrivateTest"] <= 1
