@@ -24,6 +24,7 @@ from emotiw_utils.artifacts import save_npz_atomic
 from emotiw_utils.constants import AFEW_SPLITS, EMOTIONS, FER_USAGES, UNKNOWN_LABEL
 from emotiw_utils.datasets.afew import ClipRecord, load_clip, scan_afew
 from emotiw_utils.datasets.keypoints import read_keypoints, read_static_keypoints
+from emotiw_utils.datasets.video import probe_clip
 from emotiw_utils.errors import DataFormatError
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "align_afew",
     "build_static_faces",
     "detection_table",
+    "fallback_keypoints",
     "fit_afew_alignment",
     "static_keypoints",
 ]
@@ -309,12 +311,7 @@ def align_afew(afew_dir: str | Path, fer_mean: np.ndarray, seed: int = 0, worker
         raise DataFormatError(Path(afew_dir), "no Train clips: AFEW's transform is inferred on Train")
     kps, kp_counts = afew_keypoints(records, device, progress)
     train = [(r, k) for r, k in zip(records, kps) if r.split == "Train"]
-    sizes = []
-    for r, _ in train:
-        from emotiw_utils.datasets.video import probe_clip
-
-        info = probe_clip(r.path)
-        sizes.append((info.height, info.width))
+    sizes = [(info.height, info.width) for info in (probe_clip(r.path) for r, _ in train)]
     alignment = fit_afew_alignment([k for _, k in train], fer_mean, box_scale)
     fallback_rel = fallback_keypoints([k for _, k in train], sizes)
 

@@ -42,6 +42,7 @@ __all__ = [
     "apply_similarity",
     "box_transforms",
     "compose",
+    "crop_keypoints",
     "equalise",
     "face_boxes",
     "fill_missing_keypoints",
