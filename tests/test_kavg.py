@@ -1,0 +1,204 @@
+"""Tests of emotiw_utils.kavg: k-average pooling + RBF SVM (paper section 2.3)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emotiw_utils.kavg import (
+    SvmSearchResult,
+    fit_svm_grid,
+    frame_average_probs,
+    k_average,
+    k_average_clips,
+    predict_proba_full,
+)
+
+
+def _frames(t: int, d: int = 7, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(t, d))
+
+
+# ---------------------------------------------------------------- k_average
+
+
+def test_k_average_pairs_when_t_is_2k():
+    x = _frames(30)
+    v = k_average(x, 15)
+    expected = x.reshape(15, 2, 7).mean(axis=1).reshape(-1)
+    np.testing.assert_allclose(v, expected)
+
+
+def test_k_average_shape_105_for_7_logits():
+    for t in (1, 5, 14, 15, 16, 37, 200):
+        assert k_average(_frames(t), 15).shape == (105,)
+    assert k_average(_frames(40)).shape == (105,)  # default k = 15
+
+
+def test_k_average_short_clip_repeats_frames_locally():
+    x = _frames(5)
+    v = k_average(x, 15).reshape(15, 7)
+    np.testing.assert_array_equal(v, np.repeat(x, 3, axis=0))
+
+
+def test_k_average_short_clip_uneven_repeat():
+    x = np.arange(4, dtype=float)[:, None]  # T=4, k=10: index floor(j*4/10)
+    v = k_average(x, 10)
+    np.testing.assert_array_equal(v, [0, 0, 0, 1, 1, 2, 2, 2, 3, 3])
+    assert k_average(np.array([[2.0, 3.0]]), 4).tolist() == [2, 3] * 4
+
+
+def test_k_average_array_split_bins():
+    x = _frames(16)
+    v = k_average(x, 15).reshape(15, 7)
+    parts = np.array_split(x, 15)
+    assert [len(p) for p in parts] == [2] + [1] * 14
+    np.testing.assert_allclose(v, np.stack([p.mean(axis=0) for p in parts]))
+    x = _frames(47, seed=3)
+    np.testing.assert_allclose(
+        k_average(x, 15), np.concatenate([p.mean(axis=0) for p in np.array_split(x, 15)])
+    )
+
+
+def test_k_average_bin_major_layout():
+    x = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, 40.0]])
+    np.testing.assert_allclose(k_average(x, 2), [1.5, 15.0, 3.5, 35.0])
+
+
+def test_k_average_order_matters():
+    x = _frames(30)
+    assert not np.allclose(k_average(x), k_average(x[::-1]))
+    sym = np.concatenate([x[:15], x[:15][::-1]])
+    np.testing.assert_allclose(k_average(sym, 2), k_average(sym[::-1], 2)[[*range(7, 14), *range(7)]])
+
+
+def test_k_average_bad_input():
+    with pytest.raises(ValueError):
+        k_average(np.zeros((0, 7)))
+    with pytest.raises(ValueError):
+        k_average(_frames(5), 0)
+    with pytest.raises(ValueError):
+        k_average(np.zeros((2, 3, 4)))
+
+
+def test_k_average_clips_matches_per_clip():
+    x = _frames(3 + 30 + 16, seed=1)
+    offsets = np.array([0, 3, 33, 49])
+    out = k_average_clips(x, offsets, 15)
+    assert out.shape == (3, 105)
+    for i in range(3):
+        np.testing.assert_allclose(out[i], k_average(x[offsets[i] : offsets[i + 1]], 15))
+
+
+def test_k_average_clips_bad_offsets():
+    x = _frames(10)
+    with pytest.raises(ValueError):
+        k_average_clips(x, [0, 5, 5, 10])  # empty clip
+    with pytest.raises(ValueError):
+        k_average_clips(x, [0, 5, 9])  # does not cover all frames
+    with pytest.raises(ValueError):
+        k_average_clips(x, [1, 10])
+    with pytest.raises(ValueError):
+        k_average_clips(x, [0, 6, 4, 10])
+
+
+# ---------------------------------------------------------------- frame_average_probs
+
+
+def test_frame_average_probs_hand_computation():
+    logits = np.array([[0.0, 0, 0, 0, 0, 0, np.log(2)], [1, 2, 3, 4, 5, 6, 7], [0, 0, 0, 0, 0, 0, 0]])
+    out = frame_average_probs(logits, [0, 2, 3])
+    e = np.exp(np.arange(1, 8))
+    p0 = np.array([1, 1, 1, 1, 1, 1, 2]) / 8
+    p1 = e / e.sum()
+    np.testing.assert_allclose(out[0], (p0 + p1) / 2)
+    np.testing.assert_allclose(out[1], np.full(7, 1 / 7))
+    np.testing.assert_allclose(out.sum(axis=1), 1.0)
+
+
+def test_frame_average_probs_rows_sum_to_one_large_logits():
+    logits = _frames(50) * 500
+    out = frame_average_probs(logits, [0, 10, 11, 50])
+    assert out.shape == (3, 7) and np.all(np.isfinite(out))
+    np.testing.assert_allclose(out.sum(axis=1), 1.0)
+
+
+def test_frame_average_probs_bad_input():
+    with pytest.raises(ValueError):
+        frame_average_probs(_frames(4), [0, 0, 4])
+    with pytest.raises(ValueError):
+        frame_average_probs(np.zeros(7), [0, 1])
+
+
+# ---------------------------------------------------------------- SVM
+
+
+def _blobs(n_per: int, classes, seed: int, d: int = 6):
+    rng = np.random.default_rng(seed)
+    centres = np.eye(d)[: max(classes) + 1] * 4
+    x = np.concatenate([centres[c] + rng.normal(scale=0.7, size=(n_per, d)) for c in classes])
+    y = np.repeat(np.asarray(classes), n_per)
+    return x, y
+
+
+def test_fit_svm_grid_separates_synthetic_problem():
+    xt, yt = _blobs(20, [0, 3, 5], seed=0)
+    xs, ys = _blobs(15, [0, 3, 5], seed=1)
+    Cs, gammas = (0.1, 1, 10), ("scale", 0.01, 0.1)
+    res = fit_svm_grid(xt, yt, xs, ys, Cs=Cs, gammas=gammas)
+    assert isinstance(res, SvmSearchResult)
+    assert len(res.grid) == len(Cs) * len(gammas)
+    assert list(res.grid.columns) == ["C", "gamma", "train_acc", "select_acc"]
+    assert res.select_acc > 0.9
+    assert res.select_acc == res.grid["select_acc"].max()
+    # ties -> earliest grid point with the best accuracy
+    first = res.grid.index[res.grid["select_acc"] == res.grid["select_acc"].max()][0]
+    assert (res.C, res.gamma) == (res.grid.loc[first, "C"], res.grid.loc[first, "gamma"])
+    assert res.model.named_steps["svc"].C == res.C
+    assert np.mean(res.model.predict(xs) == ys) > 0.9
+
+    p = predict_proba_full(res.model, xs)
+    assert p.shape == (len(xs), 7)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    assert np.all(p[:, [1, 2, 4, 6]] == 0)
+    assert np.mean(p.argmax(axis=1) == ys) > 0.9
+
+
+def test_fit_svm_grid_ignores_unknown_select_labels():
+    xt, yt = _blobs(15, [1, 2], seed=2)
+    xs, ys = _blobs(10, [1, 2], seed=3)
+    ys = ys.copy()
+    ys[:5] = -1
+    res = fit_svm_grid(xt, yt, xs, ys, Cs=(1,), gammas=("scale",))
+    assert len(res.grid) == 1 and res.select_acc > 0.9
+
+
+def test_fit_svm_grid_bad_input():
+    xt, yt = _blobs(10, [0, 1], seed=4)
+    bad = yt.copy()
+    bad[0] = -1
+    kw = dict(Cs=(1,), gammas=("scale",))
+    with pytest.raises(ValueError, match="unknown"):
+        fit_svm_grid(xt, bad, xt, yt, **kw)
+    bad[0] = 7
+    with pytest.raises(ValueError):
+        fit_svm_grid(xt, bad, xt, yt, **kw)
+    with pytest.raises(ValueError):
+        fit_svm_grid(xt, np.zeros_like(yt), xt, yt, **kw)  # one class
+    with pytest.raises(ValueError):
+        fit_svm_grid(xt, yt, xt, np.full_like(yt, -1), **kw)  # nothing to score
+    with pytest.raises(ValueError):
+        fit_svm_grid(xt, yt, xt[:, :3], yt, **kw)  # feature mismatch
+    with pytest.raises(ValueError):
+        fit_svm_grid(xt, yt[:-1], xt, yt, **kw)
+    with pytest.raises(ValueError):
+        fit_svm_grid(xt, yt, xt, yt, Cs=(), gammas=("scale",))
+
+
+def test_import_has_no_sklearn_side_effect():
+    import subprocess
+    import sys
+
+    code = "import sys, emotiw_utils.kavg; print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
