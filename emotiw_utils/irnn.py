@@ -1,0 +1,372 @@
+"""Sequence models over per-frame features: the IRNN of Kahou et al. 2015, section 2.2.
+
+What is implemented
+-------------------
+* :class:`SequenceClassifier`: one recurrent layer (``hidden=200`` units) read out once, at the last valid
+  time step of every sequence, by ``Linear(hidden, 7)`` + softmax (paper eq. 1-2, Figure 1). ``cell``:
+
+  - ``"irnn"`` (the paper's model, Le et al. 2015, "A Simple Way to Initialize Recurrent Networks of
+    Rectified Linear Units"): ``nn.RNN(nonlinearity="relu")`` whose recurrent matrix is initialised to
+    exactly ``identity_scale * I`` and whose recurrent bias is zero;
+  - ``"lstm"`` / ``"gru"``: PyTorch's cells with their default initialisation (baselines; the paper
+    chose IRNNs over LSTMs but did not report an LSTM number).
+
+  Variable lengths go through :func:`torch.nn.utils.rnn.pack_padded_sequence` (``enforce_sorted=False``),
+  so padding never influences a sequence's output.
+* :func:`train_sequence_model`: SGD, learning rate 0.005, gradient-norm clipping at 1.0, batches of 64
+  sequences (the paper's settings), cross-entropy on the last-step logits; the model of the epoch with
+  the best accuracy on a selection split is restored (ties -> earliest), and ``fixed_epochs`` retrains a
+  known number of epochs without a selection split.
+* :func:`predict_proba` / :func:`last_hidden_states`: ``(N, 7)`` class probabilities and the ``(N, hidden)``
+  last-time-step hidden activations (the RNN's input to the paper's fusion network, section 3).
+
+Deviations and choices the paper leaves open
+--------------------------------------------
+* Input-to-hidden initialisation (IRNN): Gaussian with std ``input_std=0.001`` and zero input bias, as in
+  Le et al. 2015; ``input_std=None`` keeps PyTorch's default uniform init. The output layer keeps
+  PyTorch's default ``nn.Linear`` init. ``identity_scale`` is the paper's "scaled variations of the identity
+  matrix" (the scale actually used is not reported).
+* No momentum by default (the paper says "SGD"); ``momentum`` is exposed.
+* ``train_loss`` / ``train_acc`` are running averages over the epoch's training batches (computed before
+  each update, in training mode; the model has no dropout so train/eval mode coincide).
+* The paper selected epochs on AFEW validation; how that epoch count was then reused is not stated.
+  ``fixed_epochs`` supports the "select on Val, retrain on Train+Val for the same number of epochs" protocol.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils.rnn import pack_padded_sequence
+
+__all__ = ["CELLS", "SeqHistory", "SequenceClassifier", "last_hidden_states", "predict_proba",
+           "split_sequences", "train_sequence_model"]
+
+CELLS: tuple[str, ...] = ("irnn", "lstm", "gru")
+N_CLASSES = 7
+
+
+class SequenceClassifier(nn.Module):
+    """Recurrent classifier reading out the last valid time step (Kahou et al. 2015, section 2.2).
+
+    ``input_dim``: D, the per-frame feature size. ``hidden``: H (200 in the paper). ``cell``: one of
+    :data:`CELLS`. ``identity_scale``: the IRNN's recurrent matrix is initialised to ``identity_scale * I``
+    (ignored for LSTM/GRU). ``input_std``: std of the IRNN's Gaussian input weights (``None``: PyTorch's
+    default init). ``seed``: if given, the parameters are drawn from a private generator seeded with it
+    (the global RNG state is left untouched).
+    """
+
+    def __init__(self, input_dim: int, hidden: int = 200, cell: str = "irnn", identity_scale: float = 1.0,
+                 n_classes: int = N_CLASSES, seed: int | None = None, input_std: float | None = 0.001) -> None:
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+        if int(input_dim) < 1 or int(hidden) < 1 or int(n_classes) < 2:
+            raise ValueError(f"need input_dim >= 1, hidden >= 1, n_classes >= 2; "
+                             f"got {input_dim}, {hidden}, {n_classes}")
+        self.input_dim, self.hidden, self.cell = int(input_dim), int(hidden), cell
+        self.identity_scale, self.n_classes = float(identity_scale), int(n_classes)
+        self.input_std = None if input_std is None else float(input_std)
+        rng_state = torch.random.get_rng_state() if seed is not None else None
+        try:
+            if seed is not None:
+                torch.manual_seed(int(seed))
+            if cell == "irnn":
+                self.rnn: nn.RNNBase = nn.RNN(self.input_dim, self.hidden, nonlinearity="relu", batch_first=True)
+            elif cell == "lstm":
+                self.rnn = nn.LSTM(self.input_dim, self.hidden, batch_first=True)
+            else:
+                self.rnn = nn.GRU(self.input_dim, self.hidden, batch_first=True)
+            self.out = nn.Linear(self.hidden, self.n_classes)
+            if cell == "irnn":
+                self._init_irnn()
+        finally:
+            if rng_state is not None:
+                torch.random.set_rng_state(rng_state)
+
+    @torch.no_grad()
+    def _init_irnn(self) -> None:
+        """Le et al. 2015: ``W_hh = scale * I``, ``b_hh = 0``; input weights N(0, input_std^2), ``b_ih = 0``."""
+        self.rnn.weight_hh_l0.copy_(self.identity_scale * torch.eye(self.hidden))
+        self.rnn.bias_hh_l0.zero_()
+        if self.input_std is not None:
+            self.rnn.weight_ih_l0.normal_(0.0, self.input_std)
+            self.rnn.bias_ih_l0.zero_()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def last_hidden(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``x``: ``(B, T, D)`` float, zero-padded; ``lengths``: ``(B,)`` long, ``1 <= lengths <= T``.
+
+        Returns ``(B, H)``: the hidden state at each sequence's last valid step (the fusion feature).
+        """
+        if x.dim() != 3 or x.shape[2] != self.input_dim:
+            raise ValueError(f"x must be (B, T, {self.input_dim}), got {tuple(x.shape)}")
+        lengths = torch.as_tensor(lengths).to("cpu", torch.long)
+        if lengths.shape != (x.shape[0],):
+            raise ValueError(f"lengths must be ({x.shape[0]},), got {tuple(lengths.shape)}")
+        if len(lengths) and (int(lengths.min()) < 1 or int(lengths.max()) > x.shape[1]):
+            raise ValueError(f"lengths must lie in [1, {x.shape[1]}]")
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        _, h_n = self.rnn(packed)
+        if isinstance(h_n, tuple):  # LSTM: (h_n, c_n)
+            h_n = h_n[0]
+        return h_n[-1]  # (B, H), already back in the input order
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D)``, ``(B,)`` -> logits ``(B, n_classes)`` of the last valid time step."""
+        return self.out(self.last_hidden(x, lengths))
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def split_sequences(features: Any, offsets: Any) -> list:
+    """``features`` ``(F, D)`` + ``offsets`` ``(n+1,)`` -> ``n`` views ``features[offsets[i]:offsets[i+1]]``."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0) \
+            or offsets[-1] != len(features):
+        raise ValueError("offsets must be non-decreasing, start at 0 and end at len(features)")
+    return [features[int(a):int(b)] for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+class _Packed:
+    """All sequences on one device: ``feats`` ``(F, D)`` float32, ``offsets`` ``(n,)``, ``lengths`` ``(n,)``."""
+
+    def __init__(self, sequences: Sequence[Any], device: torch.device, input_dim: int | None = None,
+                 name: str = "sequences") -> None:
+        if len(sequences) == 0:
+            raise ValueError(f"{name} is empty")
+        arrays = []
+        for i, s in enumerate(sequences):
+            t = s.detach().to("cpu", torch.float32) if isinstance(s, torch.Tensor) \
+                else torch.as_tensor(np.asarray(s, dtype=np.float32))
+            if t.dim() != 2:
+                raise ValueError(f"{name}[{i}] must be 2-D (T, D), got shape {tuple(t.shape)}")
+            if t.shape[0] == 0:
+                raise ValueError(f"{name}[{i}] has zero length")
+            arrays.append(t)
+        dims = {int(t.shape[1]) for t in arrays}
+        if len(dims) != 1:
+            raise ValueError(f"{name} have differing feature sizes {sorted(dims)}")
+        d = dims.pop()
+        if input_dim is not None and d != input_dim:
+            raise ValueError(f"{name} have feature size {d}, the model expects {input_dim}")
+        lengths = torch.tensor([int(t.shape[0]) for t in arrays], dtype=torch.long)
+        self.lengths = lengths.to(device)
+        self.lengths_cpu = lengths
+        self.offsets = (torch.cumsum(lengths, 0) - lengths).to(device)
+        self.feats = torch.cat(arrays).to(device)
+        self.n = len(arrays)
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gather sequences ``idx`` padded to the batch's max length: ``(B, T, D)``, lengths ``(B,)``."""
+        idx = idx.to(self.feats.device)
+        lens = self.lengths[idx]
+        t_max = int(self.lengths_cpu[idx.cpu()].max())
+        steps = torch.arange(t_max, device=self.feats.device)
+        mask = steps[None, :] < lens[:, None]
+        pos = torch.where(mask, self.offsets[idx][:, None] + steps[None, :], torch.zeros_like(steps)[None, :])
+        x = self.feats[pos] * mask[..., None].to(self.feats.dtype)
+        return x, lens
+
+
+def _labels(labels: Any, n: int, n_classes: int, device: torch.device, name: str = "labels") -> torch.Tensor:
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long).reshape(-1)
+    if len(y) != n:
+        raise ValueError(f"{name} has {len(y)} entries for {n} sequences")
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+        raise ValueError(f"{name} must lie in [0, {n_classes})")
+    return y.to(device)
+
+
+def _resolve(device: Any, model: nn.Module) -> torch.device:
+    return model.device if device is None else torch.device(device)
+
+
+# ----------------------------------------------------------------------------- history
+
+
+@dataclass
+class SeqHistory:
+    """Learning curves of :func:`train_sequence_model`.
+
+    ``epochs``: one dict per epoch with ``epoch`` (1-based), ``train_loss``, ``train_acc`` (running
+    averages over the epoch's batches), ``val_loss``, ``val_acc`` (on the selection split after the epoch;
+    NaN without one) and ``seconds`` (wall time of the epoch, evaluation included). ``best_epoch``: the
+    epoch whose weights the model holds at the end (best ``val_acc``, ties -> earliest; the last epoch
+    when there is no selection split or ``fixed_epochs`` was given).
+    """
+
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best(self) -> dict[str, Any]:
+        """The record of :attr:`best_epoch`."""
+        return self.epochs[self.best_epoch - 1]
+
+    def metric(self, key: str) -> list[float]:
+        return [e[key] for e in self.epochs]
+
+    def to_frame(self):  # -> pandas.DataFrame
+        """The curves as a pandas DataFrame indexed by ``epoch``."""
+        import pandas as pd
+
+        return pd.DataFrame(self.epochs).set_index("epoch")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (python scalars only)."""
+        return {"epochs": [dict(e) for e in self.epochs], "best_epoch": int(self.best_epoch),
+                "config": dict(self.config)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SeqHistory:
+        return cls(epochs=[dict(e) for e in d.get("epochs", [])], best_epoch=int(d.get("best_epoch", 0)),
+                   config=dict(d.get("config", {})))
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@torch.no_grad()
+def _evaluate(model: SequenceClassifier, data: _Packed, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over all sequences (eval mode, no grad)."""
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, data.n, batch_size):
+        idx = torch.arange(start, min(start + batch_size, data.n))
+        x, lens = data.batch(idx)
+        logits = model(x, lens)
+        yb = y[idx.to(y.device)]
+        loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
+        correct += int((logits.argmax(1) == yb).sum())
+    model.train(was_training)
+    return loss_sum / data.n, correct / data.n
+
+
+def train_sequence_model(model: SequenceClassifier, sequences: Sequence[Any], labels: Any, *,
+                         select: tuple[Sequence[Any], Any] | None = None, epochs: int = 100, lr: float = 0.005,
+                         clip: float | None = 1.0, batch_size: int = 64, momentum: float = 0.0, seed: int = 0,
+                         device: Any = "cpu", fixed_epochs: int | None = None, progress: bool = False,
+                         log: Callable[[str], None] | None = None) -> SeqHistory:
+    """Train ``model`` in place with SGD (Kahou et al. 2015, section 2.2: lr 0.005, clip 1.0, batch 64).
+
+    ``sequences``: N arrays/tensors ``(T_i, D)`` (``T_i >= 1``); ``labels``: ``(N,)`` ints in ``[0, 7)``.
+    They are moved to ``device`` once, as one ``(sum T_i, D)`` tensor; each batch is gathered by index and
+    zero-padded to the batch's longest sequence. Every epoch the order is reshuffled by a
+    ``torch.Generator`` seeded with ``seed`` (the global RNG is not used), so runs are deterministic on CPU.
+    ``clip``: max gradient L2 norm (``clip_grad_norm_``; ``None`` disables).
+
+    ``select=(val_sequences, val_labels)``: evaluated after every epoch; the weights of the best
+    ``val_acc`` epoch (ties -> earliest) are restored at the end. ``fixed_epochs``: train exactly that many
+    epochs (overrides ``epochs``) and keep the last weights (``select``, if given, is only monitored) --
+    ``fixed_epochs=history.best_epoch`` retrains for the selected number of epochs.
+    ``progress``: print a line per epoch; ``log``: called with that line. Returns a :class:`SeqHistory`.
+    """
+    dev = torch.device(device)
+    n_epochs = int(fixed_epochs if fixed_epochs is not None else epochs)
+    if n_epochs < 1:
+        raise ValueError(f"need at least one epoch, got {n_epochs}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    train = _Packed(sequences, dev, model.input_dim, "sequences")
+    y = _labels(labels, train.n, model.n_classes, dev)
+    val = yv = None
+    if select is not None:
+        val_seqs, val_labels = select
+        val = _Packed(val_seqs, dev, model.input_dim, "select sequences")
+        yv = _labels(val_labels, val.n, model.n_classes, dev, "select labels")
+    restore = val is not None and fixed_epochs is None
+
+    model.to(dev).train()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    gen = torch.Generator().manual_seed(int(seed))
+    hist = SeqHistory(config={"epochs": n_epochs, "lr": float(lr), "clip": None if clip is None else float(clip),
+                              "batch_size": int(batch_size), "momentum": float(momentum), "seed": int(seed),
+                              "fixed_epochs": None if fixed_epochs is None else int(fixed_epochs),
+                              "cell": model.cell, "hidden": model.hidden, "identity_scale": model.identity_scale,
+                              "n_train": train.n, "n_select": 0 if val is None else val.n})
+    best_acc, best_state = -1.0, None
+    for epoch in range(1, n_epochs + 1):
+        t0 = time.perf_counter()
+        perm = torch.randperm(train.n, generator=gen)
+        loss_sum, correct = 0.0, 0
+        for start in range(0, train.n, batch_size):
+            idx = perm[start:start + batch_size]
+            x, lens = train.batch(idx)
+            yb = y[idx.to(dev)]
+            logits = model(x, lens)
+            loss = F.cross_entropy(logits, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += int((logits.detach().argmax(1) == yb).sum())
+        rec: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / train.n, "train_acc": correct / train.n,
+                               "val_loss": float("nan"), "val_acc": float("nan")}
+        if val is not None:
+            rec["val_loss"], rec["val_acc"] = _evaluate(model, val, yv, max(256, batch_size))
+            if restore and rec["val_acc"] > best_acc:
+                best_acc, hist.best_epoch = rec["val_acc"], epoch
+                best_state = copy.deepcopy({k: v.detach().clone() for k, v in model.state_dict().items()})
+        rec["seconds"] = time.perf_counter() - t0
+        hist.epochs.append(rec)
+        if progress or log is not None:
+            line = (f"epoch {epoch}/{n_epochs} loss {rec['train_loss']:.4f} acc {rec['train_acc']:.3f} "
+                    f"val_loss {rec['val_loss']:.4f} val_acc {rec['val_acc']:.3f} ({rec['seconds']:.2f}s)")
+            if progress:
+                print(line, flush=True)
+            if log is not None:
+                log(line)
+    if restore and best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        hist.best_epoch = n_epochs
+    model.eval()
+    return hist
+
+
+# ----------------------------------------------------------------------------- inference
+
+
+@torch.no_grad()
+def _run(model: SequenceClassifier, sequences: Sequence[Any], batch_size: int, device: Any,
+         fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> np.ndarray:
+    dev = _resolve(device, model)
+    model.to(dev)
+    was_training = model.training
+    model.eval()
+    data = _Packed(sequences, dev, model.input_dim)
+    out = []
+    for start in range(0, data.n, int(batch_size)):
+        x, lens = data.batch(torch.arange(start, min(start + int(batch_size), data.n)))
+        out.append(fn(x, lens).float().cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy()
+
+
+def predict_proba(model: SequenceClassifier, sequences: Sequence[Any], batch_size: int = 256,
+                  device: Any = None) -> np.ndarray:
+    """``(N, 7)`` softmax probabilities of the last time step (rows sum to 1). ``device=None``: the model's."""
+    return _run(model, sequences, batch_size, device, lambda x, l: torch.softmax(model(x, l), dim=1))
+
+
+def last_hidden_states(model: SequenceClassifier, sequences: Sequence[Any], batch_size: int = 256,
+                       device: Any = None) -> np.ndarray:
+    """``(N, hidden)`` hidden activations at each sequence's last step (the fusion input, section 3)."""
+    return _run(model, sequences, batch_size, device, model.last_hidden)
