@@ -57,6 +57,7 @@ from torch.nn import functional as F
 from emotiw_utils.atomic import atomic_path
 from emotiw_utils.constants import FER_SIZE, NUM_CLASSES, UNKNOWN_LABEL
 from emotiw_utils.device import DEVICE_SPECS, resolve_device
+from emotiw_utils.history import EpochCurves
 from emotiw_utils.errors import DataFormatError
 
 __all__ = [
@@ -497,7 +498,7 @@ def _normalised_crops(model: FrameCNN, xb: torch.Tensor, crop: int) -> torch.Ten
 # ---- training -----------------------------------------------------------------------------------
 
 @dataclass
-class CnnHistory:
+class CnnHistory(EpochCurves):
     """Learning curves of :func:`train_cnn`.
 
     ``epochs``: one dict per epoch with ``epoch`` (1-based), ``train_loss``, ``train_acc`` (on the
@@ -517,21 +518,6 @@ class CnnHistory:
     #: ``{monitor: (best epoch, CPU state_dict)}`` for the monitors passed as ``train_cnn(snapshots=...)``
     #: (not part of :meth:`to_dict`).
     snapshots: dict[str, tuple[int, dict[str, torch.Tensor]]] = field(default_factory=dict, repr=False)
-
-    @property
-    def best(self) -> dict[str, Any]:
-        """The record of :attr:`best_epoch`."""
-        return self.epochs[self.best_epoch - 1]
-
-    def metric(self, key: str) -> list[float]:
-        """One column of the curves, e.g. ``metric("afew_acc")``."""
-        return [e[key] for e in self.epochs]
-
-    def to_frame(self):  # -> pandas.DataFrame
-        """The curves as a pandas DataFrame indexed by ``epoch``."""
-        import pandas as pd
-
-        return pd.DataFrame(self.epochs).set_index("epoch")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (python floats/ints/strings only; safe for ``torch.load(weights_only=True)``)."""

@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from emotiw_utils.history import EpochCurves
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
@@ -198,7 +200,7 @@ def _resolve(device: Any, model: nn.Module) -> torch.device:
 
 
 @dataclass
-class SeqHistory:
+class SeqHistory(EpochCurves):
     """Learning curves of :func:`train_sequence_model`.
 
     ``epochs``: one dict per epoch with ``epoch`` (1-based), ``train_loss``, ``train_acc`` (running
@@ -211,20 +213,6 @@ class SeqHistory:
     epochs: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = 0
     config: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def best(self) -> dict[str, Any]:
-        """The record of :attr:`best_epoch`."""
-        return self.epochs[self.best_epoch - 1]
-
-    def metric(self, key: str) -> list[float]:
-        return [e[key] for e in self.epochs]
-
-    def to_frame(self):  # -> pandas.DataFrame
-        """The curves as a pandas DataFrame indexed by ``epoch``."""
-        import pandas as pd
-
-        return pd.DataFrame(self.epochs).set_index("epoch")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (python scalars only)."""

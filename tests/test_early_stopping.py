@@ -19,6 +19,17 @@ def _afew(split: str, lengths, seed: int) -> AfewFaces:
                      np.ones(f, bool), np.zeros(n, bool))
 
 
+def _regime_inputs(seed: int):
+    """A 60-image random pool (10 held out), 12 AFEW monitor frames, flat mean/std images."""
+    rng = np.random.default_rng(seed)
+    n = 60
+    pool = StaticFaces(rng.integers(0, 255, (n, 48, 48), dtype=np.uint8), rng.integers(0, 7, n),
+                       np.full(n, "FER2013"), np.full(n, "Training"))
+    afew_frames = (rng.integers(0, 255, (12, 48, 48), dtype=np.uint8), rng.integers(0, 7, 12))
+    mean, std = np.full((48, 48), 128, np.float32), np.full((48, 48), 64, np.float32)
+    return pool, es.holdout_mask(n, 10, seed=0), afew_frames, mean, std
+
+
 def test_holdout_mask_is_seeded_and_bounded():
     m = es.holdout_mask(10_000, 1000, seed=3)
     assert m.sum() == 1000 and np.array_equal(m, es.holdout_mask(10_000, 1000, seed=3))
@@ -34,13 +45,7 @@ def test_afew_monitor_labels_frames_with_their_clip_label():
 
 
 def test_train_regime_selects_on_its_own_monitor():
-    rng = np.random.default_rng(0)
-    n = 60
-    pool = StaticFaces(rng.integers(0, 255, (n, 48, 48), dtype=np.uint8), rng.integers(0, 7, n),
-                       np.full(n, "FER2013"), np.full(n, "Training"))
-    hold = es.holdout_mask(n, 10, seed=0)
-    afew_frames = (rng.integers(0, 255, (12, 48, 48), dtype=np.uint8), rng.integers(0, 7, 12))
-    mean, std = np.full((48, 48), 128, np.float32), np.full((48, 48), 64, np.float32)
+    pool, hold, afew_frames, mean, std = _regime_inputs(0)
     cfg = CnnConfig()
     model, hist, n_train = es.train_regime("holdout", cfg, pool, hold, afew_frames, mean, std, epochs=1,
                                            batch_size=32, progress=False)
@@ -54,13 +59,7 @@ def test_train_regime_selects_on_its_own_monitor():
 
 
 def test_train_regimes_one_run_keeps_each_criterions_best_epoch():
-    rng = np.random.default_rng(1)
-    n = 60
-    pool = StaticFaces(rng.integers(0, 255, (n, 48, 48), dtype=np.uint8), rng.integers(0, 7, n),
-                       np.full(n, "FER2013"), np.full(n, "Training"))
-    hold = es.holdout_mask(n, 10, seed=0)
-    afew_frames = (rng.integers(0, 255, (12, 48, 48), dtype=np.uint8), rng.integers(0, 7, 12))
-    mean, std = np.full((48, 48), 128, np.float32), np.full((48, 48), 64, np.float32)
+    pool, hold, afew_frames, mean, std = _regime_inputs(1)
     runs = es.train_regimes("afew", "one_run", CnnConfig(), pool, hold, afew_frames, mean, std, epochs=3,
                             batch_size=32, progress=False)
     assert list(runs) == ["afew", "holdout"]

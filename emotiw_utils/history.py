@@ -1,0 +1,27 @@
+"""Per-epoch learning curves shared by the trainers (:mod:`emotiw_utils.cnn`, :mod:`emotiw_utils.irnn`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class EpochCurves:
+    """Mixin for history dataclasses with ``epochs`` (one dict per epoch, key ``epoch`` 1-based) and ``best_epoch``."""
+
+    epochs: list[dict[str, Any]]
+    best_epoch: int
+
+    @property
+    def best(self) -> dict[str, Any]:
+        """The record of ``best_epoch``."""
+        return self.epochs[self.best_epoch - 1]
+
+    def metric(self, key: str) -> list[float]:
+        """One column of the curves, e.g. ``metric("val_acc")``."""
+        return [e[key] for e in self.epochs]
+
+    def to_frame(self):  # -> pandas.DataFrame
+        """The curves as a pandas DataFrame indexed by ``epoch``."""
+        import pandas as pd
+
+        return pd.DataFrame(self.epochs).set_index("epoch")
