@@ -39,18 +39,21 @@ import copy
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from emotiw_utils.atomic import atomic_path
+from emotiw_utils.errors import DataFormatError
 from emotiw_utils.history import EpochCurves
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
-__all__ = ["CELLS", "SeqHistory", "SequenceClassifier", "last_hidden_states", "predict_proba",
-           "split_sequences", "train_sequence_model"]
+__all__ = ["CELLS", "InputScaler", "IrnnCheckpoint", "SeqHistory", "SequenceClassifier", "last_hidden_states",
+           "load_irnn", "predict_proba", "save_irnn", "split_sequences", "train_sequence_model"]
 
 CELLS: tuple[str, ...] = ("irnn", "lstm", "gru")
 N_CLASSES = 7
@@ -194,6 +197,42 @@ def _labels(labels: Any, n: int, n_classes: int, device: torch.device, name: str
 
 def _resolve(device: Any, model: nn.Module) -> torch.device:
     return model.device if device is None else torch.device(device)
+
+
+@dataclass
+class InputScaler:
+    """Per-dimension standardisation of the frame features, fitted on the training frames.
+
+    ``mean``/``std`` are ``(D,)`` float32; ``std`` is floored at ``floor`` so that constant dimensions
+    (dead ReLU units of the CNN) map to 0 instead of dividing by zero. Not in the paper, which does not
+    say how its IRNN inputs were scaled: conv2 activations and logits differ in scale by orders of
+    magnitude, and one learning rate (0.005) for both needs a common scale.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, features: Any, floor: float = 1e-3) -> InputScaler:
+        """``features``: ``(F, D)`` training frames (all clips concatenated)."""
+        f = np.asarray(features, dtype=np.float64)
+        if f.ndim != 2 or f.shape[0] < 1:
+            raise ValueError(f"features must be a non-empty (F, D) array, got shape {f.shape}")
+        if not np.isfinite(f).all():
+            raise ValueError("features contain NaN or inf")
+        return cls(f.mean(0).astype(np.float32), np.maximum(f.std(0), floor).astype(np.float32))
+
+    @classmethod
+    def identity(cls, dim: int) -> InputScaler:
+        """No scaling (``standardise=False``)."""
+        return cls(np.zeros(dim, np.float32), np.ones(dim, np.float32))
+
+    def __call__(self, features: Any) -> np.ndarray:
+        """``(F, D)`` -> ``(F, D)`` float32 ``(features - mean) / std``."""
+        f = np.asarray(features, dtype=np.float32)
+        if f.ndim != 2 or f.shape[1] != len(self.mean):
+            raise ValueError(f"features must be (F, {len(self.mean)}), got shape {f.shape}")
+        return (f - self.mean) / self.std
 
 
 # ----------------------------------------------------------------------------- history
@@ -358,3 +397,61 @@ def last_hidden_states(model: SequenceClassifier, sequences: Sequence[Any], batc
                        device: Any = None) -> np.ndarray:
     """``(N, hidden)`` hidden activations at each sequence's last step (the fusion input, section 3)."""
     return _run(model, sequences, batch_size, device, model.last_hidden)
+
+
+# ----------------------------------------------------------------------------- checkpoint
+
+IRNN_FORMAT = "emotiw-sequence-model"
+_IRNN_VERSION = 1
+
+
+@dataclass
+class IrnnCheckpoint:
+    """What :func:`save_irnn` wrote: model (eval mode), input scaler, learning curves, ``extra`` dict."""
+
+    model: SequenceClassifier
+    scaler: InputScaler
+    history: SeqHistory | None
+    extra: dict[str, Any] | None
+
+
+def save_irnn(path: str | Path, model: SequenceClassifier, scaler: InputScaler, history: SeqHistory | None = None,
+              extra: Mapping[str, Any] | None = None) -> Path:
+    """Write the sequence model, its input scaler and history to ``path`` atomically (torch, weights-only safe)."""
+    payload = {
+        "format": IRNN_FORMAT, "version": _IRNN_VERSION,
+        "config": {"input_dim": model.input_dim, "hidden": model.hidden, "cell": model.cell,
+                   "identity_scale": model.identity_scale, "n_classes": model.n_classes, "input_std": model.input_std},
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "scaler": {"mean": torch.from_numpy(scaler.mean.copy()), "std": torch.from_numpy(scaler.std.copy())},
+        "history": history.to_dict() if history is not None else None,
+        "extra": dict(extra) if extra is not None else None,
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def load_irnn(path: str | Path, device: Any = "cpu") -> IrnnCheckpoint:
+    """Read a :func:`save_irnn` file. FileNotFoundError if missing; DataFormatError if not such a file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such sequence-model checkpoint")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise DataFormatError(path, f"not a sequence-model checkpoint (torch.load failed: {type(e).__name__}: {e})") from e
+    if not isinstance(payload, dict) or payload.get("format") != IRNN_FORMAT:
+        raise DataFormatError(path, f"not a sequence-model checkpoint (no format marker {IRNN_FORMAT!r})")
+    if payload.get("version") != _IRNN_VERSION:
+        raise DataFormatError(path, f"unsupported sequence-model checkpoint version {payload.get('version')!r}")
+    try:
+        model = SequenceClassifier(**payload["config"])
+        model.load_state_dict(payload["state_dict"])
+        scaler = InputScaler(payload["scaler"]["mean"].numpy(), payload["scaler"]["std"].numpy())
+        history = SeqHistory.from_dict(payload["history"]) if payload.get("history") is not None else None
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise DataFormatError(path, f"corrupt sequence-model checkpoint: {type(e).__name__}: {e}") from e
+    model.to(torch.device(device)).eval()
+    return IrnnCheckpoint(model=model, scaler=scaler, history=history, extra=payload.get("extra"))

@@ -43,9 +43,13 @@ def default_run_dir(profile: str) -> Path:
     return REPO_ROOT / "runs" / profile
 
 
-def clip_probs_name(split: str) -> str:
-    """``clip_probs_{split}.npz``: per-clip class probabilities of a classifier stage."""
-    return f"clip_probs_{split}.npz"
+def clip_probs_name(split: str, variant: str | None = None) -> str:
+    """``clip_probs_{split}.npz``: per-clip class probabilities of a classifier stage.
+
+    A stage with a second classifier beside its main one (04: the frame-averaging baseline) names it
+    with ``variant``: ``clip_probs_{variant}_{split}.npz``.
+    """
+    return f"clip_probs_{split}.npz" if variant is None else f"clip_probs_{variant}_{split}.npz"
 
 
 def fusion_features_name(split: str) -> str:
@@ -66,6 +70,10 @@ CNN_CHECKPOINT = "cnn.pt"
 def afew_faces_name(split: str) -> str:
     """``afew_faces_{split}.npz`` (``01_alignment``): every frame's aligned face of every clip of a split."""
     return f"afew_faces_{split}.npz"
+
+
+#: ``03_irnn``: the sequence model (config, weights, input scaler, learning curves).
+IRNN_CHECKPOINT = "irnn.pt"
 
 
 def frame_logits_name(split: str) -> str:

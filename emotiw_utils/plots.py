@@ -291,3 +291,90 @@ def per_class_bars(values, title: str = "Per-class accuracy (%)", classes=EMOTIO
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def seed_curves(histories, column: str = "val_acc", title: str = "Validation accuracy per seed", ylabel: str = "accuracy"):
+    """One line per seed: histories = {label: DataFrame with ``epoch`` and ``column``}; a dot on each best."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.2, 3.2))
+    for label, h in histories.items():
+        if column not in h or h[column].isna().all():
+            continue
+        line, = ax.plot(h["epoch"], h[column], "-", lw=1.2, label=label)
+        best = h[column].idxmax()
+        ax.plot(h.loc[best, "epoch"], h.loc[best, column], "o", color=line.get_color(), ms=5)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def k_average_bins(frames, pooled, k: int, title: str = "k-average pooling of one clip", classes=EMOTIONS):
+    """Left: a clip's per-frame CNN outputs (T x 7, time on x); right: its k bins (k x 7), same colour scale."""
+    plt = _plt()
+    frames = np.asarray(frames, dtype=np.float64)
+    bins = np.asarray(pooled, dtype=np.float64).reshape(int(k), -1)
+    lo, hi = float(min(frames.min(), bins.min())), float(max(frames.max(), bins.max()))
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 2.6), gridspec_kw={"width_ratios": [max(len(frames), k), k * 2]})
+    for ax, data, name in ((axes[0], frames, f"{len(frames)} frames"), (axes[1], bins, f"{k} bins")):
+        im = ax.imshow(data.T, aspect="auto", cmap="RdBu_r", vmin=lo, vmax=hi, interpolation="nearest")
+        ax.set_yticks(range(len(classes)), classes, fontsize=7)
+        ax.set_xlabel(name, fontsize=8)
+    axes[1].set_yticklabels([])
+    fig.colorbar(im, ax=axes, fraction=0.03, pad=0.02, label="pre-softmax output")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def svm_grid(grid, value: str = "select_acc", title: str = "SVM grid search"):
+    """Heat map of a grid-search table (columns ``C``, ``gamma``, ``value``) in percent; the best cell is boxed."""
+    plt = _plt()
+    table = grid.assign(gamma=grid["gamma"].astype(str)).pivot(index="C", columns="gamma", values=value)
+    table = table[[g for g in grid["gamma"].astype(str).unique()]]  # keep the search order of gamma
+    pct = 100 * table.to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * pct.shape[1], 0.6 + 0.42 * pct.shape[0]))
+    ax.imshow(pct, cmap="viridis", aspect="auto")
+    for i in range(pct.shape[0]):
+        for j in range(pct.shape[1]):
+            ax.text(j, i, f"{pct[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                    color="black" if pct[i, j] > np.nanmean(pct) else "white")
+    i, j = np.unravel_index(np.nanargmax(pct), pct.shape)
+    ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2, color="red"))
+    ax.set_xticks(range(pct.shape[1]), table.columns, fontsize=7)
+    ax.set_yticks(range(pct.shape[0]), [f"{c:g}" for c in table.index], fontsize=7)
+    ax.set_xlabel("gamma", fontsize=8)
+    ax.set_ylabel("C", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_bars(ours, paper=None, title: str = "Validation accuracy", ours_label: str = "ours", chance: float | None = None):
+    """Bars per model: ours = {model: (mean, std)} fractions (std drawn as an error bar), paper = {model: value
+    or None}; an optional dashed chance line."""
+    plt = _plt()
+    models = list(ours)
+    x = np.arange(len(models))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(models), 3.0))
+    w = 0.38 if paper else 0.6
+    if paper:
+        vals = [paper.get(m) for m in models]
+        ax.bar(x - w / 2, [100 * v if v is not None else 0 for v in vals], w, color="#bbbbbb", label="paper (real AFEW)")
+        for xi, v in zip(x, vals):
+            if v is None:
+                ax.text(xi - w / 2, 1, "n/a", ha="center", fontsize=7)
+    means = [100 * ours[m][0] for m in models]
+    stds = [100 * ours[m][1] for m in models]
+    ax.bar(x + (w / 2 if paper else 0), means, w, yerr=stds, capsize=3, color="#1f77b4", label=ours_label)
+    if chance is not None:
+        ax.axhline(100 * chance, ls="--", lw=1, color="grey", label="chance")
+    ax.set_xticks(x, models, fontsize=8)
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 100)
+    ax.set_title(title, fontsize=10)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from emotiw_utils.irnn import (SeqHistory, SequenceClassifier, last_hidden_states, predict_proba, split_sequences,
-                               train_sequence_model)
+from emotiw_utils.errors import DataFormatError
+from emotiw_utils.irnn import (InputScaler, SeqHistory, SequenceClassifier, last_hidden_states, load_irnn,
+                               predict_proba, save_irnn, split_sequences, train_sequence_model)
 
 
 def order_task(n: int, seed: int, dim: int = 8, amp: float = 2.0, noise: float = 0.2):
@@ -156,3 +157,40 @@ def test_bad_input():
         train_sequence_model(m, seqs, [0, 7], epochs=1)
     with pytest.raises(ValueError, match="zero length"):
         predict_proba(m, [np.zeros((0, 3), np.float32)])
+
+
+# ------------------------------------------------------------------------------- scaler, checkpoint
+
+
+def test_input_scaler_standardises_and_floors_dead_units():
+    rng = np.random.default_rng(0)
+    f = np.concatenate([rng.normal(5.0, 3.0, (500, 3)), np.zeros((500, 1))], axis=1)  # last unit never fires
+    sc = InputScaler.fit(f)
+    z = sc(f)
+    assert z.dtype == np.float32 and z.shape == f.shape
+    np.testing.assert_allclose(z[:, :3].mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(z[:, :3].std(0), 1, atol=1e-3)
+    assert np.all(z[:, 3] == 0) and np.isfinite(z).all()
+    np.testing.assert_array_equal(InputScaler.identity(4)(f), f.astype(np.float32))
+    with pytest.raises(ValueError, match=r"\(F, 4\)"):
+        sc(f[:, :2])
+    with pytest.raises(ValueError, match="NaN"):
+        InputScaler.fit(np.array([[np.nan, 1.0]]))
+
+
+def test_irnn_checkpoint_round_trip(tmp_path, order_data):
+    (seqs, y), _ = order_data
+    m = SequenceClassifier(8, hidden=16, seed=3)
+    hist = train_sequence_model(m, seqs[:64], y[:64], epochs=1, seed=0)
+    sc = InputScaler.fit(np.concatenate(seqs[:64]))
+    path = save_irnn(tmp_path / "irnn.pt", m, sc, hist, extra={"feature_layer": "conv2"})
+    ck = load_irnn(path)
+    np.testing.assert_allclose(predict_proba(ck.model, seqs[:10]), predict_proba(m, seqs[:10]), rtol=1e-6)
+    np.testing.assert_array_equal(ck.scaler.mean, sc.mean)
+    assert ck.history.best_epoch == hist.best_epoch and ck.extra == {"feature_layer": "conv2"}
+    assert (ck.model.cell, ck.model.hidden, ck.model.identity_scale) == ("irnn", 16, 1.0)
+    with pytest.raises(FileNotFoundError):
+        load_irnn(tmp_path / "missing.pt")
+    torch.save({"format": "something else"}, tmp_path / "other.pt")
+    with pytest.raises(DataFormatError, match="not a sequence-model checkpoint"):
+        load_irnn(tmp_path / "other.pt")

@@ -92,3 +92,31 @@ def test_alignment_and_cnn_artifacts(smoke):
         np.testing.assert_allclose(cnn.predict_logits(model, val.clip(0)), z["logits"][: val.lengths[0]], atol=1e-4)
     m02 = json.loads((run / "02_cnn" / paths.METRICS).read_text())
     assert set(m02["regimes"]) == {"afew", "holdout"} and 0 <= m02["fer_test_accuracy"]["PrivateTest"] <= 1
+
+
+def test_clip_level_vision_artifacts(smoke):
+    """03 and 04 write the stage contract (clip_probs, fusion_features) for every split, and the Table 1 rows."""
+    import numpy as np
+
+    from emotiw_utils import artifacts, irnn
+
+    run = smoke["run"]
+    for split, n_clips in (("Train", 35), ("Val", 21), ("Test", 14)):
+        ids = {}
+        for stage, block, dim in (("03_irnn", "rnn", 200), ("04_kavg_svm", "kavg", 105)):
+            clip_ids, probs, labels = artifacts.load_clip_probs(run / stage / paths.clip_probs_name(split))
+            assert probs.shape == (n_clips, 7)
+            fids, feats = artifacts.load_fusion_features(run / stage / paths.fusion_features_name(split))
+            assert list(fids) == list(clip_ids) and feats[block].shape == (n_clips, dim)
+            ids[stage] = list(clip_ids)
+        assert ids["03_irnn"] == ids["04_kavg_svm"]
+        artifacts.load_clip_probs(run / "04_kavg_svm" / paths.clip_probs_name(split, "frame_average"))
+    ck = irnn.load_irnn(run / "03_irnn" / paths.IRNN_CHECKPOINT)
+    assert ck.model.hidden == 200 and ck.extra["feature_layer"] == "logits"
+    m03 = json.loads((run / "03_irnn" / paths.METRICS).read_text())
+    assert len(m03["table1"]["RNN"]["val"]) == 2 and [r["layer"] for r in m03["layer_comparison"]][1:] == ["conv2"]
+    m04 = json.loads((run / "04_kavg_svm" / paths.METRICS).read_text())
+    assert set(m04["table1"]) == {"Aggregated CNN", "Frame averaging"}
+    assert all(0 <= v <= 1 for v in m04["table1"]["Aggregated CNN"]["val"])
+    page = (smoke["site"] / "_build" / "html" / "book" / "executed" / "04_kavg_svm.html").read_text()
+    assert "39.6" in page and "synthetic" in page  # the paper's RNN number beside ours

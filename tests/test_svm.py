@@ -1,0 +1,85 @@
+"""Tests of emotiw_utils.svm: RBF SVM grid search on the select split, fixed refits, 7-column probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emotiw_utils.svm import SvmSearchResult, fit_svm, fit_svm_grid, predict_proba_full
+
+
+# ---------------------------------------------------------------- SVM
+
+
+def _blobs(n_per: int, classes, seed: int, d: int = 6):
+    rng = np.random.default_rng(seed)
+    centres = np.eye(d)[: max(classes) + 1] * 4
+    x = np.concatenate([centres[c] + rng.normal(scale=0.7, size=(n_per, d)) for c in classes])
+    y = np.repeat(np.asarray(classes), n_per)
+    return x, y
+
+
+def test_fit_svm_grid_separates_synthetic_problem():
+    xt, yt = _blobs(20, [0, 3, 5], seed=0)
+    xs, ys = _blobs(15, [0, 3, 5], seed=1)
+    Cs, gammas = (0.1, 1, 10), ("scale", 0.01, 0.1)
+    res = fit_svm_grid(xt, yt, xs, ys, Cs=Cs, gammas=gammas)
+    assert isinstance(res, SvmSearchResult)
+    assert len(res.grid) == len(Cs) * len(gammas)
+    assert list(res.grid.columns) == ["C", "gamma", "train_acc", "select_acc"]
+    assert res.select_acc > 0.9
+    assert res.select_acc == res.grid["select_acc"].max()
+    # ties -> earliest grid point with the best accuracy
+    first = res.grid.index[res.grid["select_acc"] == res.grid["select_acc"].max()][0]
+    assert (res.C, res.gamma) == (res.grid.loc[first, "C"], res.grid.loc[first, "gamma"])
+    assert res.model.named_steps["svc"].C == res.C
+    assert np.mean(res.model.predict(xs) == ys) > 0.9
+
+    p = predict_proba_full(res.model, xs)
+    assert p.shape == (len(xs), 7)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    assert np.all(p[:, [1, 2, 4, 6]] == 0)
+    assert np.mean(p.argmax(axis=1) == ys) > 0.9
+
+
+def test_fit_svm_grid_ignores_unknown_select_labels():
+    xt, yt = _blobs(15, [1, 2], seed=2)
+    xs, ys = _blobs(10, [1, 2], seed=3)
+    ys = ys.copy()
+    ys[:5] = -1
+    res = fit_svm_grid(xt, yt, xs, ys, Cs=(1,), gammas=("scale",))
+    assert len(res.grid) == 1 and res.select_acc > 0.9
+
+
+def test_fit_svm_grid_bad_input():
+    xt, yt = _blobs(10, [0, 1], seed=4)
+    bad = yt.copy()
+    bad[0] = -1
+    kw = dict(Cs=(1,), gammas=("scale",))
+    with pytest.raises(ValueError, match="unknown"):
+        fit_svm_grid(xt, bad, xt, yt, **kw)
+    bad[0] = 7
+    with pytest.raises(ValueError):
+        fit_svm_grid(xt, bad, xt, yt, **kw)
+    with pytest.raises(ValueError):
+        fit_svm_grid(xt, np.zeros_like(yt), xt, yt, **kw)  # one class
+    with pytest.raises(ValueError):
+        fit_svm_grid(xt, yt, xt, np.full_like(yt, -1), **kw)  # nothing to score
+    with pytest.raises(ValueError):
+        fit_svm_grid(xt, yt, xt[:, :3], yt, **kw)  # feature mismatch
+    with pytest.raises(ValueError):
+        fit_svm_grid(xt, yt[:-1], xt, yt, **kw)
+    with pytest.raises(ValueError):
+        fit_svm_grid(xt, yt, xt, yt, Cs=(), gammas=("scale",))
+
+
+def test_fit_svm_reproduces_the_grid_choice():
+    xt, yt = _blobs(20, [0, 3, 5], seed=5)
+    xs, ys = _blobs(15, [0, 3, 5], seed=6)
+    res = fit_svm_grid(xt, yt, xs, ys, Cs=(0.1, 1, 10), gammas=("scale", 0.1), seed=3)
+    refit = fit_svm(xt, yt, res.C, res.gamma, seed=3)
+    np.testing.assert_allclose(predict_proba_full(refit, xs), predict_proba_full(res.model, xs))
+    with pytest.raises(ValueError, match="C > 0"):
+        fit_svm(xt, yt, 0.0, "scale")
+    with pytest.raises(ValueError, match="unknown"):
+        fit_svm(xt, np.where(np.arange(len(yt)) == 0, -1, yt), 1.0, "scale")
