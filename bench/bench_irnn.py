@@ -3,8 +3,8 @@
 Random float32 sequences shaped like the real thing go through the library's own training loop,
 :func:`emotiw_utils.irnn.train_sequence_model` (all sequences resident on the device, batches gathered
 by index and packed, SGD lr 0.005, clipping 1.0, batch 64): by default 723 training clips (AFEW 5.0
-Train) of 3,200-d conv2 features (cnn9x9, crop 42) with lengths drawn like SynthAFEW's (0.5-5 s at
-25 fps), 200 hidden units, and 383 validation clips (AFEW 5.0 Val) evaluated after every epoch.
+Train) of 3,200-d conv2 features (cnn9x9, crop 42) with lengths uniform over SynthAFEW's
+range (0.5-5 s at 25 fps), 200 hidden units, and 383 validation clips (AFEW 5.0 Val) evaluated after every epoch.
 The first epoch (warm-up: cuDNN, allocator) is not counted.
 
 Usage::

@@ -354,7 +354,7 @@ def svm_grid(grid, value: str = "select_acc", title: str = "SVM grid search"):
 
 def accuracy_bars(ours, paper=None, title: str = "Validation accuracy", ours_label: str = "ours", chance: float | None = None):
     """Bars per model: ours = {model: (mean, std)} fractions (std drawn as an error bar), paper = {model: value
-    or None}; an optional dashed chance line."""
+    or None}; an optional dashed line at the majority-class rate (``chance``)."""
     plt = _plt()
     models = list(ours)
     x = np.arange(len(models))
@@ -370,7 +370,7 @@ def accuracy_bars(ours, paper=None, title: str = "Validation accuracy", ours_lab
     stds = [100 * ours[m][1] for m in models]
     ax.bar(x + (w / 2 if paper else 0), means, w, yerr=stds, capsize=3, color="#1f77b4", label=ours_label)
     if chance is not None:
-        ax.axhline(100 * chance, ls="--", lw=1, color="grey", label="chance")
+        ax.axhline(100 * chance, ls="--", lw=1, color="grey", label="majority class")
     ax.set_xticks(x, models, fontsize=8)
     ax.set_ylabel("%")
     ax.set_ylim(0, 100)
