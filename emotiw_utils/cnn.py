@@ -54,7 +54,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from emotiw_utils.atomic import atomic_path
+from emotiw_utils.checkpoints import read_payload, write_payload
 from emotiw_utils.constants import FER_SIZE, NUM_CLASSES, UNKNOWN_LABEL
 from emotiw_utils.device import DEVICE_SPECS, resolve_device
 from emotiw_utils.history import EpochCurves
@@ -868,18 +868,12 @@ def save_cnn(path: str | Path, model: FrameCNN, history: CnnHistory | None = Non
     tensors, ``history`` as a plain dict; ``extra`` must hold plain python values / tensors only so that
     :func:`load_cnn` can read it with ``torch.load(weights_only=True)``.
     """
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "version": _CHECKPOINT_VERSION,
+    return write_payload(path, CHECKPOINT_FORMAT, _CHECKPOINT_VERSION, {
         "config": model.config.to_dict(),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         "history": history.to_dict() if history is not None else None,
         "extra": dict(extra) if extra is not None else None,
-    }
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return path
+    })
 
 
 def load_checkpoint(path: str | Path, device: Any = "cpu") -> CnnCheckpoint:
@@ -889,16 +883,7 @@ def load_checkpoint(path: str | Path, device: Any = "cpu") -> CnnCheckpoint:
     a CNN checkpoint of this project.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such CNN checkpoint")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle/zip errors: not a torch file, or not a weights-only one
-        raise DataFormatError(path, f"not a CNN checkpoint (torch.load failed: {type(e).__name__}: {e})") from e
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise DataFormatError(path, f"not a CNN checkpoint (no format marker {CHECKPOINT_FORMAT!r})")
-    if payload.get("version") != _CHECKPOINT_VERSION:
-        raise DataFormatError(path, f"unsupported CNN checkpoint version {payload.get('version')!r}")
+    payload = read_payload(path, CHECKPOINT_FORMAT, _CHECKPOINT_VERSION, "CNN checkpoint")
     try:
         config = CnnConfig.from_dict(payload["config"])
         model = FrameCNN(config)

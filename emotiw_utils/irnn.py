@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from emotiw_utils.atomic import atomic_path
+from emotiw_utils.checkpoints import read_payload, write_payload
 from emotiw_utils.errors import DataFormatError
 from emotiw_utils.history import EpochCurves
 from torch import nn
@@ -418,34 +418,20 @@ class IrnnCheckpoint:
 def save_irnn(path: str | Path, model: SequenceClassifier, scaler: InputScaler, history: SeqHistory | None = None,
               extra: Mapping[str, Any] | None = None) -> Path:
     """Write the sequence model, its input scaler and history to ``path`` atomically (torch, weights-only safe)."""
-    payload = {
-        "format": IRNN_FORMAT, "version": _IRNN_VERSION,
+    return write_payload(path, IRNN_FORMAT, _IRNN_VERSION, {
         "config": {"input_dim": model.input_dim, "hidden": model.hidden, "cell": model.cell,
                    "identity_scale": model.identity_scale, "n_classes": model.n_classes, "input_std": model.input_std},
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         "scaler": {"mean": torch.from_numpy(scaler.mean.copy()), "std": torch.from_numpy(scaler.std.copy())},
         "history": history.to_dict() if history is not None else None,
         "extra": dict(extra) if extra is not None else None,
-    }
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return path
+    })
 
 
 def load_irnn(path: str | Path, device: Any = "cpu") -> IrnnCheckpoint:
     """Read a :func:`save_irnn` file. FileNotFoundError if missing; DataFormatError if not such a file."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such sequence-model checkpoint")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise DataFormatError(path, f"not a sequence-model checkpoint (torch.load failed: {type(e).__name__}: {e})") from e
-    if not isinstance(payload, dict) or payload.get("format") != IRNN_FORMAT:
-        raise DataFormatError(path, f"not a sequence-model checkpoint (no format marker {IRNN_FORMAT!r})")
-    if payload.get("version") != _IRNN_VERSION:
-        raise DataFormatError(path, f"unsupported sequence-model checkpoint version {payload.get('version')!r}")
+    payload = read_payload(path, IRNN_FORMAT, _IRNN_VERSION, "sequence-model checkpoint")
     try:
         model = SequenceClassifier(**payload["config"])
         model.load_state_dict(payload["state_dict"])

@@ -96,8 +96,6 @@ def test_alignment_and_cnn_artifacts(smoke):
 
 def test_clip_level_vision_artifacts(smoke):
     """03 and 04 write the stage contract (clip_probs, fusion_features) for every split, and the Table 1 rows."""
-    import numpy as np
-
     from emotiw_utils import artifacts, irnn
 
     run = smoke["run"]
