@@ -1,0 +1,381 @@
+"""The audio model of Kahou et al. 2015, section 3: openSMILE IS10 functionals + PCA + RBF SVM.
+
+"It uses 1582 features extracted with the open-source Emotion and Affect Recognition (openEAR) toolkit
+which uses openSMILE as backend [...]. In this work we used Principal Component Analysis (PCA) based
+dimensionality reduction as preprocessing on the 1582 dimensional input features and an RBF-kernel SVM
+for classification. The hyper-parameters for the SVM are set via grid search." The 1582 features are the
+INTERSPEECH 2010 Paralinguistic Challenge set (``opensmile.FeatureSet.IS10``, functionals level).
+
+* :func:`is10_functionals` / :func:`extract_paths`: 16 kHz mono audio (decoded with PyAV) -> ``(1582,)``
+  per clip, in parallel over processes, each with one ``opensmile.Smile``.
+* A clip without an audio stream, with a silent or too-short track, or whose audio cannot be decoded is
+  **missing**: its feature row is NaN and its status says why (:data:`STATUSES`). Missing clips are left out
+  of every fit; the classifier gives them the training class prior (:func:`predict_with_prior`) and the
+  fusion network zeros (the whitened mean), so nothing downstream sees a NaN.
+* :func:`fit_audio_grid`: standardisation -> PCA (whitened) -> RBF SVM, with the number of PCA
+  components, C and gamma chosen together by accuracy on the select split.
+* :func:`fusion_projection`: the first 10 PCA-whitened components, the audio input of the fusion network
+  (paper 6.2).
+
+opensmile and scikit-learn are imported inside the functions: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotiw_utils.artifacts import save_npz_atomic
+from emotiw_utils.constants import AUDIO_SR, NUM_CLASSES, UNKNOWN_LABEL
+
+__all__ = ["IS10_DIM", "MIN_SECONDS", "SILENCE_RMS", "STATUSES", "AudioFeatures", "AudioSearchResult",
+           "class_prior", "evaluate_speaker_split", "extract_paths", "features_key", "fit_audio_grid", "fit_audio_model", "fusion_projection",
+           "is10_functionals", "predict_with_prior", "project", "signal_status"]
+
+#: Size of the IS10 functionals vector (paper section 3).
+IS10_DIM: int = 1582
+#: A track whose RMS is below this (about -80 dBFS) counts as silent.
+SILENCE_RMS: float = 1e-4
+#: A track shorter than this (seconds) is too short for openSMILE's 60 ms analysis frames and deltas.
+MIN_SECONDS: float = 0.1
+#: Per-clip extraction outcomes; every one but ``"ok"`` marks the clip's features as missing.
+STATUSES: tuple[str, ...] = ("ok", "no audio", "silent", "too short", "unreadable", "failed")
+
+_SMILE = None
+
+
+def _smile():
+    global _SMILE
+    if _SMILE is None:
+        import opensmile
+
+        _SMILE = opensmile.Smile(feature_set=opensmile.FeatureSet.IS10,
+                                 feature_level=opensmile.FeatureLevel.Functionals)
+    return _SMILE
+
+
+def signal_status(signal: np.ndarray, sr: int = AUDIO_SR) -> str:
+    """``"ok"``, ``"too short"`` (fewer than :data:`MIN_SECONDS`) or ``"silent"`` (RMS < :data:`SILENCE_RMS`)."""
+    x = np.asarray(signal, dtype=np.float64).reshape(-1)
+    if x.size < MIN_SECONDS * sr:
+        return "too short"
+    if not np.isfinite(x).all() or float(np.sqrt(np.mean(x * x))) < SILENCE_RMS:
+        return "silent"
+    return "ok"
+
+
+def is10_functionals(signal: np.ndarray, sr: int = AUDIO_SR) -> np.ndarray:
+    """openSMILE IS10 functionals of one mono signal ``(S,)`` float in [-1, 1] -> ``(1582,)`` float64."""
+    x = np.asarray(signal, dtype=np.float32).reshape(1, -1)
+    return _smile().process_signal(x, int(sr)).to_numpy(dtype=np.float64).reshape(-1)
+
+
+def _extract_one(path: str) -> tuple[str, np.ndarray | None, float]:
+    """Decode + extract one file: ``(status, features or None, seconds of audio)``."""
+    from emotiw_utils.datasets.video import NoAudioError, read_audio
+    from emotiw_utils.errors import DataFormatError
+
+    try:
+        x = read_audio(path, AUDIO_SR)
+    except NoAudioError:
+        return "no audio", None, 0.0
+    except (DataFormatError, OSError):
+        return "unreadable", None, 0.0
+    seconds = len(x) / AUDIO_SR
+    status = signal_status(x)
+    if status != "ok":
+        return status, None, seconds
+    try:
+        f = is10_functionals(x)
+    except Exception:  # openSMILE errors on pathological input
+        return "failed", None, seconds
+    if f.shape != (IS10_DIM,) or not np.isfinite(f).all():
+        return "failed", None, seconds
+    return "ok", f, seconds
+
+
+def _init_worker() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def extract_paths(paths: Sequence[str | Path], workers: int = 0, progress: bool = False,
+                  desc: str = "IS10") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """IS10 functionals of every file in ``paths`` (videos or audio files), in parallel.
+
+    Returns ``features`` ``(N, 1582)`` float32 (NaN rows for missing clips), ``status`` ``(N,)`` str (one of
+    :data:`STATUSES`) and ``seconds`` ``(N,)`` (decoded audio length). ``workers``: processes (0: all cores;
+    1: in this process). ``progress``: a tqdm bar.
+    """
+    paths = [str(p) for p in paths]
+    n = len(paths)
+    feats = np.full((n, IS10_DIM), np.nan, dtype=np.float32)
+    status = np.empty(n, dtype=object)
+    seconds = np.zeros(n, dtype=np.float64)
+    workers = int(workers) or (os.cpu_count() or 1)
+    workers = max(1, min(workers, n))
+    if progress:
+        from tqdm import tqdm
+    if workers == 1:
+        it = map(_extract_one, paths)
+        pool = None
+    else:
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+        pool = ctx.Pool(workers, initializer=_init_worker)
+        it = pool.imap(_extract_one, paths, chunksize=max(1, n // (workers * 16)))
+    try:
+        if progress:
+            it = tqdm(it, total=n, desc=desc, unit="clip")
+        for i, (st, f, sec) in enumerate(it):
+            status[i], seconds[i] = st, sec
+            if f is not None:
+                feats[i] = f
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    return feats, status.astype(str), seconds
+
+
+def features_key(paths: Sequence[str | Path]) -> str:
+    """Cache key of an extraction: the files (path, size, mtime), the sample rate and the opensmile version."""
+    from importlib.metadata import version
+
+    h = hashlib.sha256(f"IS10 functionals sr={AUDIO_SR} opensmile={version('opensmile')}".encode())
+    for p in paths:
+        st = Path(p).stat()
+        h.update(f"\n{Path(p).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+@dataclass
+class AudioFeatures:
+    """IS10 features of the clips of one split: ``features`` ``(N, 1582)`` float32 (NaN rows missing),
+    ``status`` ``(N,)``, ``seconds`` ``(N,)``, ``clip_ids``/``labels`` ``(N,)``; ``key`` identifies the
+    extraction (:func:`features_key`)."""
+
+    split: str
+    clip_ids: np.ndarray
+    labels: np.ndarray
+    features: np.ndarray
+    status: np.ndarray
+    seconds: np.ndarray
+    key: str = ""
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    @property
+    def missing(self) -> np.ndarray:
+        """``(N,)`` bool: no usable audio features."""
+        return self.status != "ok"
+
+    def save(self, path: str | Path) -> Path:
+        return save_npz_atomic(path, split=np.array(self.split), clip_ids=self.clip_ids.astype(str), labels=self.labels,
+                               features=self.features, status=self.status.astype(str), seconds=self.seconds,
+                               key=np.array(self.key))
+
+    @classmethod
+    def load(cls, path: str | Path) -> AudioFeatures:
+        with np.load(path) as z:
+            return cls(str(z["split"]), z["clip_ids"].astype(str), z["labels"].astype(np.int64), z["features"],
+                       z["status"].astype(str), z["seconds"], str(z["key"]))
+
+    @classmethod
+    def extract(cls, split: str, clip_ids: Sequence[str], labels: Any, paths: Sequence[str | Path],
+                cache: str | Path | None = None, workers: int = 0, progress: bool = False) -> AudioFeatures:
+        """Extract (or reuse the cache file ``cache`` when its key matches the files) and save to ``cache``."""
+        key = features_key(paths)
+        if cache is not None and Path(cache).is_file():
+            cached = cls.load(cache)
+            if cached.key == key and list(cached.clip_ids) == [str(c) for c in clip_ids]:
+                return cached
+        feats, status, seconds = extract_paths(paths, workers=workers, progress=progress, desc=f"IS10 {split}")
+        out = cls(split, np.asarray(clip_ids).astype(str), np.asarray(labels, dtype=np.int64), feats, status,
+                  seconds, key)
+        if cache is not None:
+            out.save(cache)
+        return out
+
+
+# ----------------------------------------------------------------------------- classifier
+
+
+def class_prior(labels: Any, n_classes: int = NUM_CLASSES) -> np.ndarray:
+    """``(n_classes,)`` class frequencies of the labelled (``!= -1``) entries of ``labels``."""
+    y = np.asarray(labels).astype(np.int64)
+    y = y[y != UNKNOWN_LABEL]
+    if y.size == 0:
+        raise ValueError("no labelled clip to take a class prior from")
+    return np.bincount(y, minlength=n_classes).astype(np.float64) / y.size
+
+
+def _pipeline(n_components: int, C: float, gamma: Any, seed: int, probability: bool):
+    import warnings
+
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    kw = {"probability": True} if probability else {}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*`probability` parameter", category=FutureWarning)
+        svc = SVC(kernel="rbf", C=C, gamma=gamma, random_state=seed, **kw)
+    return Pipeline([("scaler", StandardScaler()),
+                     ("pca", PCA(n_components=int(n_components), whiten=True, random_state=seed)),
+                     ("svc", svc)])
+
+
+def _fit(pipe, x, y):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*`probability` parameter", category=FutureWarning)
+        return pipe.fit(x, y)
+
+
+def _present(x: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    xa = np.asarray(x, dtype=np.float64)
+    ya = np.asarray(y).astype(np.int64)
+    if xa.ndim != 2 or ya.shape != (len(xa),):
+        raise ValueError(f"x_{name} must be (n, d) and y_{name} (n,); got {xa.shape} and {ya.shape}")
+    keep = np.isfinite(xa).all(axis=1) & (ya != UNKNOWN_LABEL)
+    return xa[keep], ya[keep]
+
+
+@dataclass
+class AudioSearchResult:
+    """:func:`fit_audio_grid`'s outcome: ``model`` (scaler -> whitened PCA -> SVC with probabilities, fitted on
+    the training clips with audio), the chosen ``n_components``, ``C``, ``gamma``, the ``grid`` (DataFrame with
+    ``n_components``, ``C``, ``gamma``, ``train_acc``, ``select_acc``) and the chosen ``select_acc`` (clips with
+    audio only)."""
+
+    model: Any
+    n_components: int
+    C: float
+    gamma: Any
+    grid: Any
+    select_acc: float
+
+
+def fit_audio_model(x_train: Any, y_train: Any, n_components: int, C: float, gamma: Any, seed: int = 0):
+    """Scaler -> PCA(``n_components``, whitened) -> RBF SVC with probabilities, fitted on the rows of
+    ``x_train`` ``(n, 1582)`` that have features (NaN rows and label -1 are left out)."""
+    xt, yt = _present(x_train, y_train, "train")
+    if np.unique(yt).size < 2:
+        raise ValueError("the training clips with audio must cover at least two classes")
+    n = min(int(n_components), xt.shape[0], xt.shape[1])
+    return _fit(_pipeline(n, C, gamma, seed, probability=True), xt, yt)
+
+
+def fit_audio_grid(x_train: Any, y_train: Any, x_select: Any, y_select: Any, pca_dims: Sequence[int],
+                   Cs: Sequence[float], gammas: Sequence[Any], seed: int = 0) -> AudioSearchResult:
+    """Choose the PCA size, C and gamma together by accuracy on the select split (paper section 3).
+
+    Every grid point is fitted on the training clips that have audio and scored on the select clips that
+    have audio (missing clips get the prior at prediction time, the same for every grid point, so they do
+    not change the ranking). Ties go to the earlier point (PCA sizes outer, then C, then gamma). PCA sizes
+    larger than the number of training clips are capped.
+    """
+    import pandas as pd
+
+    xt, yt = _present(x_train, y_train, "train")
+    xs, ys = _present(x_select, y_select, "select")
+    if np.unique(yt).size < 2:
+        raise ValueError("the training clips with audio must cover at least two classes")
+    if len(ys) == 0:
+        raise ValueError("no select clip has both audio and a label")
+    dims = sorted({min(int(d), xt.shape[0], xt.shape[1]) for d in pca_dims})
+    if not dims or not list(Cs) or not list(gammas):
+        raise ValueError("pca_dims, Cs and gammas must be non-empty")
+    rows, best = [], None
+    for d in dims:
+        for C in Cs:
+            for gamma in gammas:
+                m = _fit(_pipeline(d, C, gamma, seed, probability=False), xt, yt)
+                row = {"n_components": d, "C": C, "gamma": gamma, "train_acc": float(np.mean(m.predict(xt) == yt)),
+                       "select_acc": float(np.mean(m.predict(xs) == ys))}
+                rows.append(row)
+                if best is None or row["select_acc"] > best["select_acc"]:
+                    best = row
+    model = _fit(_pipeline(best["n_components"], best["C"], best["gamma"], seed, probability=True), xt, yt)
+    return AudioSearchResult(model=model, n_components=best["n_components"], C=best["C"], gamma=best["gamma"],
+                             grid=pd.DataFrame(rows), select_acc=best["select_acc"])
+
+
+def predict_with_prior(model: Any, x: Any, prior: Any) -> np.ndarray:
+    """``(n, 7)`` probabilities: the model's for rows with features, ``prior`` for missing (NaN) rows."""
+    from emotiw_utils.svm import predict_proba_full
+
+    xa = np.asarray(x, dtype=np.float64)
+    prior = np.asarray(prior, dtype=np.float64)
+    if prior.shape != (NUM_CLASSES,) or abs(prior.sum() - 1) > 1e-6:
+        raise ValueError(f"prior must be ({NUM_CLASSES},) and sum to 1")
+    out = np.tile(prior, (len(xa), 1))
+    ok = np.isfinite(xa).all(axis=1)
+    if ok.any():
+        out[ok] = predict_proba_full(model, xa[ok])
+    return out
+
+
+def fusion_projection(x_train: Any, n_components: int = 10, seed: int = 0):
+    """Scaler -> PCA(``n_components``, whitened) fitted on the training rows with features (paper 6.2: "the
+    first ten components of the PCA whitened audio features"). Apply with :func:`project`."""
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    xa = np.asarray(x_train, dtype=np.float64)
+    xa = xa[np.isfinite(xa).all(axis=1)]
+    if len(xa) <= n_components:
+        raise ValueError(f"need more than {n_components} training clips with audio, got {len(xa)}")
+    return Pipeline([("scaler", StandardScaler()),
+                     ("pca", PCA(n_components=int(n_components), whiten=True, random_state=seed))]).fit(xa)
+
+
+def project(projection: Any, x: Any) -> np.ndarray:
+    """``(n, k)`` float32 whitened components; missing (NaN) rows get zeros, the training mean."""
+    xa = np.asarray(x, dtype=np.float64)
+    k = projection.named_steps["pca"].n_components_
+    out = np.zeros((len(xa), k), dtype=np.float32)
+    ok = np.isfinite(xa).all(axis=1)
+    if ok.any():
+        out[ok] = projection.transform(xa[ok])
+    return out
+
+
+def evaluate_speaker_split(features: Any, labels: Any, speakers: Any, train: Sequence[int], select: Sequence[int],
+                           test: Sequence[int], pca_dims: Sequence[int], Cs: Sequence[float], gammas: Sequence[Any],
+                           seed: int = 0) -> dict[str, Any]:
+    """Speaker-independent check of the audio recipe (used on RAVDESS): grid search trained on the ``train``
+    speakers and selected on the ``select`` speakers, refit on both, scored on the unseen ``test`` speakers.
+
+    ``features`` ``(n, 1582)`` (NaN rows missing), ``labels`` ``(n,)``, ``speakers`` ``(n,)`` ids. Returns the
+    test ``accuracy``, ``uar`` (unweighted average recall), ``majority`` (the accuracy of always predicting
+    the test set's most frequent class), the chosen hyperparameters and the clip counts.
+    """
+    from emotiw_utils import metrics
+
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels).astype(np.int64)
+    spk = np.asarray(speakers)
+    tr, se, te = (np.isin(spk, list(s)) for s in (train, select, test))
+    if (tr & se).any() or (tr & te).any() or (se & te).any():
+        raise ValueError("train, select and test speakers must be disjoint")
+    if not (tr.any() and se.any() and te.any()):
+        raise ValueError("every one of train, select and test needs at least one clip")
+    search = fit_audio_grid(x[tr], y[tr], x[se], y[se], pca_dims, Cs, gammas, seed=seed)
+    fit = tr | se
+    model = fit_audio_model(x[fit], y[fit], search.n_components, search.C, search.gamma, seed=seed)
+    pred = predict_with_prior(model, x[te], class_prior(y[fit])).argmax(1)
+    return {"accuracy": metrics.accuracy(y[te], pred), "uar": metrics.unweighted_average_recall(y[te], pred),
+            "majority": float(np.bincount(y[te], minlength=NUM_CLASSES).max() / te.sum()),
+            "n_components": search.n_components, "C": search.C, "gamma": search.gamma,
+            "select_acc": search.select_acc, "n_train": int(fit.sum()), "n_test": int(te.sum())}

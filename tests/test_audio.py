@@ -1,0 +1,118 @@
+"""Tests of emotiw_utils.audio (paper section 3): IS10 extraction, missing audio, PCA + SVM, fusion components."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emotiw_utils import audio
+from emotiw_utils.constants import AUDIO_SR
+from emotiw_utils.datasets.ravdess import RAVDESS_TO_EMOTIW, scan_ravdess
+from emotiw_utils.datasets.video import write_clip
+from emotiw_utils.errors import DataFormatError
+
+
+def _tone(seconds: float, f0: float = 180.0, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * AUDIO_SR)) / AUDIO_SR
+    vib = 1 + 0.05 * np.sin(2 * np.pi * 5 * t)
+    x = sum(np.sin(2 * np.pi * k * f0 * vib * t) / k for k in range(1, 6)) * (0.5 + 0.5 * np.sin(2 * np.pi * 2 * t))
+    return (0.2 * x / np.abs(x).max() + 0.01 * rng.normal(size=t.size)).astype(np.float32)
+
+
+def test_signal_status():
+    assert audio.signal_status(_tone(1.0)) == "ok"
+    assert audio.signal_status(np.zeros(AUDIO_SR)) == "silent"
+    assert audio.signal_status(_tone(0.05)) == "too short"
+
+
+def test_is10_functionals_shape_and_sensitivity():
+    a, b = audio.is10_functionals(_tone(1.5, 150)), audio.is10_functionals(_tone(1.5, 300))
+    assert a.shape == (audio.IS10_DIM,) == (1582,) and np.isfinite(a).all()
+    assert not np.allclose(a, b)  # pitch changes the features
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clips")
+    frames = np.zeros((4, 16, 16, 3), np.uint8)
+    paths = {
+        "ok": write_clip(d / "ok.avi", frames, audio=_tone(1.2)),
+        "silent": write_clip(d / "silent.avi", frames, audio=np.zeros(AUDIO_SR, np.float32)),
+        "no audio": write_clip(d / "mute.avi", frames),
+        "too short": write_clip(d / "short.avi", frames, audio=_tone(0.04)),
+    }
+    (d / "broken.avi").write_bytes(b"not a video at all")
+    paths["unreadable"] = d / "broken.avi"
+    return paths
+
+
+def test_extract_paths_marks_missing_clips(clips):
+    feats, status, seconds = audio.extract_paths(list(clips.values()), workers=1)
+    assert list(status) == list(clips)  # each clip's status is its name
+    assert np.isfinite(feats[0]).all() and np.isnan(feats[1:]).all()
+    assert seconds[0] == pytest.approx(1.2, abs=0.01)
+    feats2, status2, _ = audio.extract_paths(list(clips.values()), workers=2)  # the process pool agrees
+    np.testing.assert_array_equal(status2, status)
+    np.testing.assert_allclose(feats2[0], feats[0], rtol=1e-6)
+
+
+def test_audio_features_cache(clips, tmp_path, monkeypatch):
+    paths = [clips["ok"], clips["no audio"]]
+    first = audio.AudioFeatures.extract("Val", ["a", "b"], [3, -1], paths, cache=tmp_path / "is10.npz", workers=1)
+    assert list(first.missing) == [False, True] and first.key
+    monkeypatch.setattr(audio, "extract_paths", lambda *a, **k: pytest.fail("the cache was not used"))
+    again = audio.AudioFeatures.extract("Val", ["a", "b"], [3, -1], paths, cache=tmp_path / "is10.npz")
+    np.testing.assert_array_equal(again.features, first.features)
+    assert list(again.labels) == [3, -1] and list(again.status) == ["ok", "no audio"]
+
+
+def _blobs(n_per: int, seed: int, d: int = 40):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=3.0, size=(7, d))
+    x = np.concatenate([centres[c] + rng.normal(size=(n_per, d)) for c in range(7)])
+    return x, np.repeat(np.arange(7), n_per)
+
+
+def test_grid_search_prior_for_missing_and_fusion_components():
+    xt, yt = _blobs(12, 0, d=100)
+    xs, ys = _blobs(6, 0, d=100)  # same centres
+    xt[:3] = np.nan  # three training clips without audio: left out of the fit
+    res = audio.fit_audio_grid(xt, yt, xs, ys, pca_dims=(5, 20, 500), Cs=(1, 10), gammas=("scale",), seed=0)
+    assert set(res.grid["n_components"]) == {5, 20, 81}  # 500 capped at the 81 training clips with audio
+    assert res.select_acc > 0.9 and len(res.grid) == 6
+    prior = audio.class_prior(yt)
+    xs[0] = np.nan
+    p = audio.predict_with_prior(res.model, xs, prior)
+    np.testing.assert_allclose(p.sum(1), 1)
+    np.testing.assert_allclose(p[0], prior)
+    assert np.mean(p[1:].argmax(1) == ys[1:]) > 0.9
+    proj = audio.fusion_projection(xt, 10)
+    z = audio.project(proj, xt)
+    assert z.shape == (len(xt), 10) and np.all(z[:3] == 0)
+    np.testing.assert_allclose(z[3:].std(0), 1, rtol=0.05)  # whitened
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="no labelled"):
+        audio.class_prior([-1, -1])
+    x, y = _blobs(5, 1)
+    with pytest.raises(ValueError, match="two classes"):
+        audio.fit_audio_model(x, np.zeros_like(y), 5, 1.0, "scale")
+    with pytest.raises(ValueError, match="disjoint"):
+        audio.evaluate_speaker_split(x, y, np.arange(len(y)) % 3, (0, 1), (1,), (2,), (5,), (1,), ("scale",))
+    with pytest.raises(ValueError, match="sum to 1"):
+        audio.predict_with_prior(None, x, np.ones(7))
+
+
+def test_scan_ravdess(tmp_path):
+    for actor, name in ((1, "03-01-02-01-01-01-01.flac"), (2, "03-01-08-02-02-01-02.flac")):
+        (tmp_path / f"Actor_{actor:02d}").mkdir()
+        (tmp_path / f"Actor_{actor:02d}" / name).write_bytes(b"")
+    files = scan_ravdess(tmp_path)
+    assert [(f.label, f.actor, f.intensity) for f in files] == [(RAVDESS_TO_EMOTIW[2], 1, 1), (RAVDESS_TO_EMOTIW[8], 2, 2)]
+    (tmp_path / "Actor_01" / "bad-name.flac").write_bytes(b"")
+    with pytest.raises(DataFormatError, match="not a RAVDESS file name"):
+        scan_ravdess(tmp_path)
+    with pytest.raises(DataFormatError, match="no such"):
+        scan_ravdess(tmp_path / "missing")
