@@ -378,3 +378,77 @@ def accuracy_bars(ours, paper=None, title: str = "Validation accuracy", ours_lab
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def sae_filters(filters, frames=(0, 2, 4, 6, 8), n_filters: int = 16,
+                title: str = "Synchrony autoencoder filters (frames 1, 3, 5, 7, 9)"):
+    """Spatio-temporal filters like the paper's Figure 2: one row per filter, one column per frame.
+
+    filters: (K, depth, size, size) array (e.g. ``emotiw_utils.activity.filters(model, whitener)``);
+    frames: 0-based frame indices to show (default: frames 1, 3, 5, 7, 9); the first ``n_filters``
+    filters are drawn (all of them if there are fewer). Grayscale, each filter scaled symmetrically
+    around 0 over all its shown frames (mid-grey = 0).
+    """
+    f = np.asarray(filters, dtype=np.float64)
+    if f.ndim != 4:
+        raise ValueError(f"filters must be a (K, depth, size, size) array, got shape {f.shape}")
+    frames = [int(t) for t in frames]
+    if not frames or any(t < 0 or t >= f.shape[1] for t in frames):
+        raise ValueError(f"frames must be non-empty indices in 0..{f.shape[1] - 1}, got {frames}")
+    if n_filters < 1 or f.shape[0] == 0:
+        raise ValueError(f"nothing to draw: n_filters={n_filters}, {f.shape[0]} filters given")
+    rows = min(int(n_filters), f.shape[0])
+    plt = _plt()
+    fig, axes = plt.subplots(rows, len(frames), figsize=(len(frames) * 0.8 + 0.4, rows * 0.8 + 0.5), squeeze=False)
+    for r in range(rows):
+        sel = f[r][frames]
+        vmax = float(np.abs(sel).max()) or 1.0
+        for j, t in enumerate(frames):
+            ax = axes[r, j]
+            ax.imshow(sel[j], cmap="gray", vmin=-vmax, vmax=vmax, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"frame {t + 1}", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(wspace=0.05, hspace=0.05, top=1 - 0.45 / (rows * 0.8 + 0.5))
+    return fig
+
+
+def explained_variance(ratios, chosen: int | None = None, title: str = "Explained variance"):
+    """Cumulative explained-variance ratio of a PCA (``ratios``: per component, descending); a marker at ``chosen``."""
+    plt = _plt()
+    cum = 100 * np.cumsum(np.asarray(ratios, dtype=np.float64))
+    fig, ax = plt.subplots(figsize=(6.0, 3.0))
+    ax.plot(np.arange(1, len(cum) + 1), cum, "-", lw=1.5)
+    if chosen is not None and 1 <= chosen <= len(cum):
+        ax.axvline(chosen, ls="--", color="grey", lw=1)
+        ax.plot(chosen, cum[chosen - 1], "o", color="C3", label=f"chosen: {chosen} components, {cum[chosen - 1]:.0f} %")
+        ax.legend(frameon=False, fontsize=8)
+    ax.set_xlabel("components")
+    ax.set_ylabel("cumulative variance (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_by_size(grid, size: str, value: str = "select_acc", title: str = "", xlabel: str | None = None):
+    """Best ``value`` (over the other grid columns) for each value of ``size``, with the training accuracy of
+    that same grid point: grid is a DataFrame with ``size``, ``train_acc`` and ``value`` columns."""
+    plt = _plt()
+    best = grid.loc[grid.groupby(size)[value].idxmax()].sort_values(size)
+    fig, ax = plt.subplots(figsize=(6.0, 3.0))
+    ax.plot(best[size], 100 * best[value], "-o", label="select split")
+    ax.plot(best[size], 100 * best["train_acc"], "--s", label="training clips", alpha=0.7)
+    ax.set_xscale("log")
+    ax.set_xticks(list(best[size]), [str(v) for v in best[size]])
+    ax.set_xlabel(xlabel or size)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
