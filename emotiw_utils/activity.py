@@ -632,3 +632,52 @@ def clip_histograms(clips: Sequence[Any], model, whitener: BlockWhitener, vocabu
         blocks = dense_blocks(a, size=whitener.size, depth=whitener.depth, stride=stride)
         codes.append(encode_blocks(model, whitener.transform(blocks), batch_size=batch_size, device=device))
     return bag_of_words(codes, vocabulary)
+
+
+def _read_gray(args: tuple[str, float]) -> np.ndarray:
+    from emotiw_utils.datasets.video import read_frames
+
+    path, scale = args
+    frames = read_frames(path, gray=True)
+    if scale == 1.0 or len(frames) == 0:
+        return frames
+    import cv2
+
+    h, w = frames.shape[1:]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def load_clip_frames(paths: Sequence[Any], scale: float = 0.5, workers: int = 0, progress: bool = False,
+                     desc: str = "decode") -> list[np.ndarray]:
+    """Grayscale frames of every video in ``paths``: one ``(T_i, H', W')`` uint8 array per clip.
+
+    ``scale`` resizes the frames (area interpolation) before any block is cut: at 0.5 a 16 x 16 block of a
+    144 x 176 SynthAFEW frame (or a 720 x 576 AFEW frame scaled to 0.2) covers a face-sized region.
+    ``workers`` processes decode in parallel (0: all cores). Unreadable files raise
+    :class:`~emotiw_utils.errors.DataFormatError` naming the file.
+    """
+    import multiprocessing as mp
+    import os
+
+    if not 0 < float(scale) <= 1:
+        raise ValueError(f"scale must be in (0, 1], got {scale!r}")
+    tasks = [(str(p), float(scale)) for p in paths]
+    workers = max(1, min(int(workers) or (os.cpu_count() or 1), max(1, len(tasks))))
+    if workers == 1:
+        it = map(_read_gray, tasks)
+        pool = None
+    else:
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+        pool = ctx.Pool(workers)
+        it = pool.imap(_read_gray, tasks, chunksize=max(1, len(tasks) // (workers * 16)))
+    try:
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, total=len(tasks), desc=desc, unit="clip")
+        return list(it)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()

@@ -34,6 +34,7 @@ import numpy as np
 
 from emotiw_utils.artifacts import save_npz_atomic
 from emotiw_utils.constants import AUDIO_SR, NUM_CLASSES, UNKNOWN_LABEL
+from emotiw_utils.svm import calibrated_fit
 
 __all__ = ["IS10_DIM", "MIN_SECONDS", "SILENCE_RMS", "STATUSES", "AudioFeatures", "AudioSearchResult",
            "class_prior", "evaluate_speaker_split", "extract_paths", "features_key", "fit_audio_grid", "fit_audio_model", "fusion_projection",
@@ -216,29 +217,15 @@ def class_prior(labels: Any, n_classes: int = NUM_CLASSES) -> np.ndarray:
     return np.bincount(y, minlength=n_classes).astype(np.float64) / y.size
 
 
-def _pipeline(n_components: int, C: float, gamma: Any, seed: int, probability: bool):
-    import warnings
-
+def _pipeline(n_components: int, C: float, gamma: Any, seed: int):
     from sklearn.decomposition import PCA
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    kw = {"probability": True} if probability else {}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*`probability` parameter", category=FutureWarning)
-        svc = SVC(kernel="rbf", C=C, gamma=gamma, random_state=seed, **kw)
     return Pipeline([("scaler", StandardScaler()),
                      ("pca", PCA(n_components=int(n_components), whiten=True, random_state=seed)),
-                     ("svc", svc)])
-
-
-def _fit(pipe, x, y):
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*`probability` parameter", category=FutureWarning)
-        return pipe.fit(x, y)
+                     ("svc", SVC(kernel="rbf", C=C, gamma=gamma, random_state=seed))])
 
 
 def _present(x: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -252,7 +239,8 @@ def _present(x: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class AudioSearchResult:
-    """:func:`fit_audio_grid`'s outcome: ``model`` (scaler -> whitened PCA -> SVC with probabilities, fitted on
+    """:func:`fit_audio_grid`'s outcome: ``model`` (scaler -> whitened PCA -> SVC, with the calibrated
+    probabilities of :func:`emotiw_utils.svm.calibrated_fit`, fitted on
     the training clips with audio), the chosen ``n_components``, ``C``, ``gamma``, the ``grid`` (DataFrame with
     ``n_components``, ``C``, ``gamma``, ``train_acc``, ``select_acc``) and the chosen ``select_acc`` (clips with
     audio only)."""
@@ -266,13 +254,14 @@ class AudioSearchResult:
 
 
 def fit_audio_model(x_train: Any, y_train: Any, n_components: int, C: float, gamma: Any, seed: int = 0):
-    """Scaler -> PCA(``n_components``, whitened) -> RBF SVC with probabilities, fitted on the rows of
+    """Scaler -> PCA(``n_components``, whitened) -> RBF SVC (probabilities: :func:`emotiw_utils.svm.calibrated_fit`),
+    fitted on the rows of
     ``x_train`` ``(n, 1582)`` that have features (NaN rows and label -1 are left out)."""
     xt, yt = _present(x_train, y_train, "train")
     if np.unique(yt).size < 2:
         raise ValueError("the training clips with audio must cover at least two classes")
     n = min(int(n_components), xt.shape[0], xt.shape[1])
-    return _fit(_pipeline(n, C, gamma, seed, probability=True), xt, yt)
+    return calibrated_fit(lambda: _pipeline(n, C, gamma, seed), xt, yt, seed)
 
 
 def fit_audio_grid(x_train: Any, y_train: Any, x_select: Any, y_select: Any, pca_dims: Sequence[int],
@@ -298,17 +287,17 @@ def fit_audio_grid(x_train: Any, y_train: Any, x_select: Any, y_select: Any, pca
     rows, best = [], None
     for d in dims:
         # The scaler and PCA do not depend on C and gamma: fit them once per size, then only the SVC.
-        front = _pipeline(d, 1.0, "scale", seed, probability=False)[:-1].fit(xt)
+        front = _pipeline(d, 1.0, "scale", seed)[:-1].fit(xt)
         zt, zs = front.transform(xt), front.transform(xs)
         for C in Cs:
             for gamma in gammas:
-                svc = _pipeline(d, C, gamma, seed, probability=False).named_steps["svc"].fit(zt, yt)
+                svc = _pipeline(d, C, gamma, seed).named_steps["svc"].fit(zt, yt)
                 row = {"n_components": d, "C": C, "gamma": gamma, "train_acc": float(np.mean(svc.predict(zt) == yt)),
                        "select_acc": float(np.mean(svc.predict(zs) == ys))}
                 rows.append(row)
                 if best is None or row["select_acc"] > best["select_acc"]:
                     best = row
-    model = _fit(_pipeline(best["n_components"], best["C"], best["gamma"], seed, probability=True), xt, yt)
+    model = fit_audio_model(xt, yt, best["n_components"], best["C"], best["gamma"], seed=seed)
     return AudioSearchResult(model=model, n_components=best["n_components"], C=best["C"], gamma=best["gamma"],
                              grid=pd.DataFrame(rows), select_acc=best["select_acc"])
 

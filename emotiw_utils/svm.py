@@ -16,7 +16,6 @@ scikit-learn is imported inside the functions: importing this module is cheap.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +24,8 @@ import numpy as np
 
 from emotiw_utils.constants import NUM_CLASSES, UNKNOWN_LABEL
 
-__all__ = ["DEFAULT_CS", "DEFAULT_GAMMAS", "SvmSearchResult", "fit_svm", "fit_svm_grid", "predict_proba_full"]
+__all__ = ["DEFAULT_CS", "DEFAULT_GAMMAS", "SoftmaxSvm", "SvmSearchResult", "calibrated_fit", "fit_svm", "fit_svm_grid",
+           "predict_proba_full", "softmax_scale"]
 
 #: Default SVM grid (C outer loop, gamma inner loop).
 DEFAULT_CS: tuple[float, ...] = (0.1, 0.3, 1, 3, 10, 30, 100)
@@ -42,7 +42,7 @@ class SvmSearchResult:
     """Outcome of :func:`fit_svm_grid`.
 
     Attributes:
-        model: fitted ``Pipeline(StandardScaler, SVC(kernel="rbf", probability=True))`` with the chosen
+        model: fitted :class:`SoftmaxSvm` around ``Pipeline(StandardScaler, SVC(kernel="rbf"))`` with the chosen
             hyperparameters, trained on the train split.
         C: chosen ``C``.
         gamma: chosen ``gamma`` (a float or ``"scale"``).
@@ -80,30 +80,93 @@ def _check_xy(x: Any, y: Any, name: str, allow_unknown: bool) -> tuple[np.ndarra
     return xa, ya
 
 
-def _make_svm(C: float, gamma: Any, seed: int, probability: bool) -> Any:
+def _make_svm(C: float, gamma: Any, seed: int) -> Any:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    kw = {"probability": True} if probability else {}  # sklearn >= 1.9 warns whenever it is passed
-    return Pipeline(
-        [
-            ("scaler", StandardScaler()),
-            ("svc", SVC(kernel="rbf", C=C, gamma=gamma, random_state=seed, **kw)),
-        ]
-    )
+    return Pipeline([("scaler", StandardScaler()),
+                     ("svc", SVC(kernel="rbf", C=C, gamma=gamma, random_state=seed))])
 
 
-def _fit_probability_svm(x: np.ndarray, y: np.ndarray, C: float, gamma: Any, seed: int) -> Any:
-    with warnings.catch_warnings():
-        # scikit-learn 1.9 deprecates SVC(probability=True) (removal in 1.11); it still works and is
-        # what the project pins, so that one FutureWarning is silenced here.
-        warnings.filterwarnings("ignore", message=".*`probability` parameter", category=FutureWarning)
-        return _make_svm(C, gamma, seed, probability=True).fit(x, y)
+class SoftmaxSvm:
+    """A fitted SVM (any scikit-learn estimator or pipeline ending in an ``SVC``) with class probabilities
+    ``softmax(scale * d(x))``, ``d`` the one-vs-rest decision values (:func:`calibrated_fit`).
+
+    ``predict`` is the argmax of ``d``, so probabilities and predictions always agree. ``classes_`` are the
+    classes seen in training (use :func:`predict_proba_full` for all seven columns).
+    """
+
+    def __init__(self, model: Any, scale: float) -> None:
+        self.model, self.scale = model, float(scale)
+        self.classes_ = np.asarray(model.classes_)
+
+    def __getattr__(self, name: str) -> Any:  # e.g. named_steps of a Pipeline
+        if name == "model":
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+    def decision(self, x: Any) -> np.ndarray:
+        """``(n, n_classes)`` one-vs-rest decision values (two classes: ``[-d/2, d/2]``)."""
+        d = np.asarray(self.model.decision_function(x), dtype=np.float64)
+        return np.stack([-d / 2, d / 2], axis=1) if d.ndim == 1 else d
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        z = self.scale * self.decision(x)
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, x: Any) -> np.ndarray:
+        return self.classes_[self.decision(x).argmax(axis=1)]
+
+
+def softmax_scale(decisions: np.ndarray, y_index: np.ndarray) -> float:
+    """The ``s > 0`` maximising the log-likelihood of ``softmax(s * decisions)`` for labels ``y_index``
+    (column indices), searched over ``log s`` in [-8, 5]."""
+    from scipy.optimize import minimize_scalar
+
+    d = np.asarray(decisions, dtype=np.float64)
+    rows = np.arange(len(d))
+
+    def nll(log_s: float) -> float:
+        z = np.exp(log_s) * d
+        z = z - z.max(axis=1, keepdims=True)
+        return float(-(z[rows, y_index] - np.log(np.exp(z).sum(axis=1))).mean())
+
+    return float(np.exp(minimize_scalar(nll, bounds=(-8.0, 5.0), method="bounded").x))
+
+
+def calibrated_fit(make_model: Any, x: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = 5) -> SoftmaxSvm:
+    """Fit ``make_model()`` on ``(x, y)`` and give it probabilities that cannot contradict its predictions.
+
+    scikit-learn's ``SVC(probability=True)`` (Platt scaling) fits one sigmoid per pair of classes on
+    internal cross-validation; when the SVM overfits (the activity model: 99 % train, 24 % validation) the
+    held-out decision values do not track the labels and the fitted sigmoids can invert, so that the
+    argmax of the probabilities is wrong on almost every training clip although ``predict`` is right. Here
+    the probabilities are ``softmax(s * d(x))`` with ONE positive scale ``s`` fitted by maximum
+    likelihood on out-of-fold decision values (stratified, ``folds`` folds, shuffled with ``seed``; on the
+    training values when a class has fewer than two clips): monotone in the decision values, so the most
+    probable class is always the predicted one, and close to uniform when the held-out decision values
+    carry no information.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    model = make_model().fit(x, y)
+    classes = np.asarray(model.classes_)
+    y_index = np.searchsorted(classes, y)
+    k = min(int(folds), int(np.bincount(y_index).min()))
+    if k >= 2:
+        dec = np.zeros((len(y), len(classes)), dtype=np.float64)
+        for tr, te in StratifiedKFold(k, shuffle=True, random_state=seed).split(x, y):
+            dec[te] = SoftmaxSvm(make_model().fit(x[tr], y[tr]), 1.0).decision(x[te])
+    else:
+        dec = SoftmaxSvm(model, 1.0).decision(x)
+    return SoftmaxSvm(model, softmax_scale(dec, y_index))
 
 
 def fit_svm(x_train: Any, y_train: Any, C: float, gamma: Any, seed: int = 0) -> Any:
-    """``Pipeline(StandardScaler, SVC(rbf, probability=True))`` fitted with known hyperparameters.
+    """``Pipeline(StandardScaler, SVC(rbf))`` fitted with known hyperparameters, as a :class:`SoftmaxSvm`.
 
     For the retraining protocols of Table 2 (e.g. train on Train+Val with the ``C``/``gamma`` that
     :func:`fit_svm_grid` chose when training on Train and selecting on Val). ``x_train`` ``(n, d)``,
@@ -114,7 +177,7 @@ def fit_svm(x_train: Any, y_train: Any, C: float, gamma: Any, seed: int = 0) -> 
         raise ValueError("y_train must contain at least two classes")
     if not (isinstance(gamma, str) or float(gamma) > 0) or float(C) <= 0:
         raise ValueError(f"need C > 0 and gamma > 0 (or 'scale'/'auto'), got C={C!r}, gamma={gamma!r}")
-    return _fit_probability_svm(xt, yt, float(C), gamma, seed)
+    return calibrated_fit(lambda: _make_svm(float(C), gamma, seed), xt, yt, seed)
 
 
 def fit_svm_grid(
@@ -130,16 +193,15 @@ def fit_svm_grid(
 
     Every grid point (C outer loop, gamma inner loop) is fitted on the train split and scored by
     accuracy on the select split; the best select accuracy wins, ties go to the earlier grid point.
-    The grid is searched without probability estimates (an SVC's ``predict`` does not depend on the
-    Platt calibration, so the accuracies are the same, at a fraction of the cost) and the chosen point is refitted once
-    as ``Pipeline(StandardScaler(), SVC(kernel="rbf", probability=True, random_state=seed))``.
+    The grid is scored with the SVC's ``predict``; the chosen point is refitted once with calibrated
+    probabilities (:func:`calibrated_fit`), whose argmax is the same prediction.
 
     Args:
         x_train, y_train: ``(n_train, d)`` features, ``(n_train,)`` labels in 0..6; ``-1`` is rejected.
         x_select, y_select: ``(n_select, d)``, ``(n_select,)``; labels ``-1`` are ignored in scoring
             (at least one labelled sample is required).
         Cs, gammas: the grid (``gamma`` may be ``"scale"``/``"auto"`` or a float).
-        seed: ``random_state`` of the SVC (Platt scaling's internal CV).
+        seed: shuffles the folds of the probability calibration (:func:`calibrated_fit`).
 
     Returns:
         :class:`SvmSearchResult`.
@@ -167,7 +229,7 @@ def fit_svm_grid(
     best: tuple[float, Any, float] | None = None
     for C in Cs:
         for gamma in gammas:
-            m = _make_svm(C, gamma, seed, probability=False).fit(xt, yt)
+            m = _make_svm(C, gamma, seed).fit(xt, yt)
             train_acc = float(np.mean(m.predict(xt) == yt))
             select_acc = float(np.mean(m.predict(xs[sel]) == ys[sel]))
             rows.append({"C": C, "gamma": gamma, "train_acc": train_acc, "select_acc": select_acc})
@@ -175,7 +237,7 @@ def fit_svm_grid(
                 best = (C, gamma, select_acc)
     assert best is not None
     C, gamma, select_acc = best
-    model = _fit_probability_svm(xt, yt, C, gamma, seed)
+    model = calibrated_fit(lambda: _make_svm(C, gamma, seed), xt, yt, seed)
     grid = pd.DataFrame(rows, columns=["C", "gamma", "train_acc", "select_acc"])
     return SvmSearchResult(model=model, C=C, gamma=gamma, grid=grid, select_acc=select_acc)
 

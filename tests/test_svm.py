@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emotiw_utils.svm import SvmSearchResult, fit_svm, fit_svm_grid, predict_proba_full
+from emotiw_utils.svm import SvmSearchResult, fit_svm, fit_svm_grid, predict_proba_full, softmax_scale
 
 
 # ---------------------------------------------------------------- SVM
@@ -83,3 +83,24 @@ def test_fit_svm_reproduces_the_grid_choice():
         fit_svm(xt, yt, 0.0, "scale")
     with pytest.raises(ValueError, match="unknown"):
         fit_svm(xt, np.where(np.arange(len(yt)) == 0, -1, yt), 1.0, "scale")
+
+
+def test_probabilities_agree_with_predictions_even_when_the_svm_overfits():
+    """Platt scaling can invert on an overfitting SVM; the softmax calibration cannot (argmax == predict)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(120, 30)), np.repeat(np.arange(6), 20)  # pure noise: memorised, not learned
+    m = fit_svm(x, y, 10.0, "scale", seed=0)
+    p = predict_proba_full(m, x)
+    np.testing.assert_array_equal(p.argmax(1), m.predict(x))
+    assert np.mean(m.predict(x) == y) > 0.95  # memorised
+    xv, yv = rng.normal(size=(60, 30)), np.repeat(np.arange(6), 10)
+    assert predict_proba_full(m, xv).max(1).mean() < 0.5  # held-out folds carried no information: near uniform
+    x2, y2 = _blobs(20, [0, 3, 5], seed=7)
+    sure = predict_proba_full(fit_svm(x2, y2, 1.0, "scale"), x2)
+    assert sure.max(1).mean() > 0.8  # informative decision values: confident
+
+
+def test_softmax_scale_fits_a_positive_temperature():
+    d = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 2.0]])
+    assert softmax_scale(d, np.array([0, 1, 0, 1])) > 10  # always right: as sharp as the bounds allow
+    assert softmax_scale(d, np.array([1, 0, 1, 0])) < 1e-2  # always wrong: never inverted, just flat
