@@ -410,8 +410,8 @@ def sae_filters(filters, frames=(0, 2, 4, 6, 8), n_filters: int = 16,
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(f"frame {t + 1}", fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(wspace=0.05, hspace=0.05, top=1 - 0.45 / (rows * 0.8 + 0.5))
+    fig.suptitle(title, fontsize=9, y=0.995)
+    fig.subplots_adjust(wspace=0.05, hspace=0.05, top=1 - 0.75 / (rows * 0.8 + 0.5))
     return fig
 
 

@@ -118,3 +118,23 @@ def test_clip_level_vision_artifacts(smoke):
     assert all(0 <= v <= 1 for v in m04["table1"]["Aggregated CNN"]["val"])
     page = (smoke["site"] / "_build" / "html" / "book" / "executed" / "04_kavg_svm.html").read_text()
     assert "39.6" in page and "synthetic" in page  # the paper's RNN number beside ours
+
+
+def test_audio_and_activity_artifacts(smoke):
+    """05 and 06 write the stage contract; audio feeds the fusion network (10 components), activity does not."""
+    from emotiw_utils import artifacts
+
+    run = smoke["run"]
+    for split, n_clips in (("Train", 35), ("Val", 21), ("Test", 14)):
+        ids5, probs5, _ = artifacts.load_clip_probs(run / "05_audio" / paths.clip_probs_name(split))
+        ids6, probs6, _ = artifacts.load_clip_probs(run / "06_activity_sae" / paths.clip_probs_name(split))
+        assert probs5.shape == probs6.shape == (n_clips, 7) and list(ids5) == list(ids6)
+        fids, feats = artifacts.load_fusion_features(run / "05_audio" / paths.fusion_features_name(split))
+        assert list(fids) == list(ids5) and feats["audio"].shape == (n_clips, 10)
+        assert not (run / "06_activity_sae" / paths.fusion_features_name(split)).exists()
+    m5 = json.loads((run / "05_audio" / paths.METRICS).read_text())
+    m6 = json.loads((run / "06_activity_sae" / paths.METRICS).read_text())
+    assert set(m5["missing"]) == {"Train", "Val", "Test"} and len(m5["table1"]["Audio"]["val"]) == 2
+    assert m6["sae"]["loss_last"] < m6["sae"]["loss_first"] and m6["sae"]["n_hidden"] == 64
+    page = (smoke["site"] / "_build" / "html" / "book" / "executed" / "06_activity_sae.html").read_text()
+    assert "26.6" in page and page.count("<img") >= 4  # the paper's activity number, Figure 2 and friends
