@@ -14,6 +14,7 @@ are what its figures show. Conventions, the same in every function here:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -91,3 +92,22 @@ def unweighted_average_recall(y_true: Any, y_pred: Any, n_classes: int = NUM_CLA
     """Unweighted average recall (UAR): the mean of :func:`per_class_accuracy` over the classes present."""
     r = per_class_accuracy(y_true, y_pred, n_classes)
     return float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
+
+
+def split_accuracies(probs: Mapping[str, Any], labels: Mapping[str, Any], train_splits: Sequence[str]) -> dict[str, float]:
+    """Accuracy of the argmax of ``probs[split]`` ``(n, C)`` on every split (NaN where nothing is labelled),
+    plus ``"train"``: over the clips of all ``train_splits`` together."""
+    out = {s: accuracy(labels[s], np.asarray(p).argmax(1)) for s, p in probs.items()}
+    out["train"] = accuracy(np.concatenate([np.asarray(labels[s]) for s in train_splits]),
+                            np.concatenate([np.asarray(probs[s]).argmax(1) for s in train_splits]))
+    return out
+
+
+def seed_table(accuracies: Mapping[Any, Mapping[str, float]], skip: Sequence[str] = ()):
+    """DataFrame with one row per seed (``"seed {s}"``) and one ``"{split} (%)"`` column per accuracy of
+    :func:`split_accuracies` (NaN ones and ``skip`` left out), in percent with one decimal."""
+    import pandas as pd
+
+    return pd.DataFrame.from_dict({f"seed {s}": {f"{k} (%)": round(100 * v, 1) for k, v in acc.items()
+                                                 if np.isfinite(v) and k not in skip}
+                                   for s, acc in accuracies.items()}, orient="index")

@@ -38,6 +38,11 @@ class Partition:
             return what + ", hyperparameters fixed by a reference run"
         return what + f", select on {self.select}"
 
+    @property
+    def held_out(self) -> str | None:
+        """The select split when it trained nothing (its accuracy is a validation figure), else ``None``."""
+        return self.select if self.select is not None and self.select not in self.train else None
+
     def evaluated(self, splits: Iterable[str] = AFEW_SPLITS) -> list[str]:
         """Every split, training splits first, then the select split, then the rest (report order)."""
         order = list(self.train) + ([self.select] if self.select and self.select not in self.train else [])

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from emotiw_utils.metrics import accuracy, confusion_matrix, per_class_accuracy, unweighted_average_recall
+from emotiw_utils.metrics import (accuracy, confusion_matrix, per_class_accuracy, seed_table, split_accuracies,
+                                  unweighted_average_recall)
 
 # 3 classes: class 0 has 4 samples (3 right), class 1 has 2 (1 right), class 2 has none; two unknown (-1).
 Y_TRUE = np.array([0, 0, 0, 0, 1, 1, -1, -1])
@@ -57,3 +58,16 @@ def test_scores_tensors_and_edge_cases():
         per_class_accuracy([7], [0])
     with pytest.raises(ValueError, match="predicted labels"):
         confusion_matrix([0], [-1])
+
+
+def test_split_accuracies_pool_the_training_splits_and_seed_table_formats():
+    eye = np.eye(3)
+    probs = {"Train": eye[[0, 1, 2, 0]], "Val": eye[[1, 1]], "Test": eye[[2, 2]]}
+    labels = {"Train": np.array([0, 1, 1, 1]), "Val": np.array([1, 0]), "Test": np.array([-1, -1])}
+    acc = split_accuracies(probs, labels, ["Train", "Val"])
+    assert acc["Train"] == 0.5 and acc["Val"] == 0.5 and math.isnan(acc["Test"])
+    assert acc["train"] == pytest.approx(3 / 6)  # Train and Val clips pooled, not the mean of the two
+    table = seed_table({0: acc, 1: {**acc, "Val": 2 / 3}}, skip=["Train"])
+    assert list(table.index) == ["seed 0", "seed 1"]
+    assert list(table.columns) == ["Val (%)", "train (%)"]  # NaN Test and skipped Train left out
+    assert table.loc["seed 1", "Val (%)"] == 66.7

@@ -15,6 +15,7 @@ def test_standard_and_swapped_partitions():
     assert p.evaluated() == ["Train", "Val", "Test"]
     q = check_partition("Val", "Train")  # a bare name is one split
     assert q.train == ("Val",) and q.evaluated() == ["Val", "Train", "Test"]
+    assert p.held_out == "Val" and q.held_out == "Train"
 
 
 def test_retraining_on_train_plus_val_needs_fixed_hyperparameters():
@@ -22,6 +23,7 @@ def test_retraining_on_train_plus_val_needs_fixed_hyperparameters():
         check_partition(["Train", "Val"], "Val")
     p = check_partition(["Train", "Val"], "Val", fixed=True)  # Val only monitored
     assert p.fixed and "fixed" in p.label
+    assert p.held_out is None  # Val trained the model: its accuracy is no validation figure
     assert check_partition(["Train", "Val"], None, fixed=True).select is None
     with pytest.raises(ValueError, match="select_split is None"):
         check_partition(["Train"], None)
