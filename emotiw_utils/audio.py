@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.decomposition import PCA
 
 from emotiw_utils.artifacts import save_npz_atomic
 from emotiw_utils.constants import AUDIO_SR, NUM_CLASSES, UNKNOWN_LABEL
@@ -217,14 +218,27 @@ def class_prior(labels: Any, n_classes: int = NUM_CLASSES) -> np.ndarray:
     return np.bincount(y, minlength=n_classes).astype(np.float64) / y.size
 
 
+class CappedPCA(PCA):
+    """A PCA whose size is capped, at fit time, by the rows and columns it is fitted on: the calibration
+    folds of :func:`emotiw_utils.svm.calibrated_fit` see only part of a small training split (e.g. a
+    submission trained on a small Val), and a size chosen on the whole split may not fit a fold."""
+
+    def _fit(self, X):
+        wanted = self.n_components
+        self.n_components = min(int(wanted), X.shape[0], X.shape[1])
+        try:
+            return super()._fit(X)
+        finally:
+            self.n_components = wanted
+
+
 def _pipeline(n_components: int, C: float, gamma: Any, seed: int):
-    from sklearn.decomposition import PCA
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
     return Pipeline([("scaler", StandardScaler()),
-                     ("pca", PCA(n_components=int(n_components), whiten=True, random_state=seed)),
+                     ("pca", CappedPCA(n_components=int(n_components), whiten=True, random_state=seed)),
                      ("svc", SVC(kernel="rbf", C=C, gamma=gamma, random_state=seed))])
 
 

@@ -116,3 +116,11 @@ def test_scan_ravdess(tmp_path):
         scan_ravdess(tmp_path)
     with pytest.raises(DataFormatError, match="no such"):
         scan_ravdess(tmp_path / "missing")
+
+
+def test_pca_size_is_capped_by_the_calibration_folds_of_a_small_split():
+    # 12 clips: a chosen size of 20 does not fit the 6-clip calibration folds; it is capped, not an error.
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(12, 50)), np.array([0, 1] * 6)
+    model = audio.fit_audio_model(x, y, 20, 1.0, "scale", seed=0)
+    assert model.predict_proba(x).shape == (12, 2)

@@ -67,6 +67,9 @@ def test_unlabelled_clips_are_ignored_and_bad_input_refused():
     with pytest.raises(ValueError, match="over-fit"):
         random_search(probs, y, SMALL, trained_on={"A": ["Train"], "B": ["Val"], "C": ["Train"]}, search_split="Val")
     random_search(probs, y, SearchSpec(n_uniform=10, per_round=0), trained_on={"A": ["Train"]}, search_split="Val")
+    seen = random_search(probs, y, SearchSpec(n_uniform=10, per_round=0), trained_on={"A": ["Val"]},
+                         search_split="Val", allow_trained_split=True)  # submission 7's deliberate exception
+    assert seen.weights.shape == (3, 7)
     with pytest.raises(ValueError, match="labels"):
         random_search(probs, y[:-1])
     with pytest.raises(ValueError, match="no labelled"):

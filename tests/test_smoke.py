@@ -14,9 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from emotiw_utils import paths, pipeline
+from emotiw_utils import artifacts, paths, pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -138,3 +139,35 @@ def test_audio_and_activity_artifacts(smoke):
     assert m6["sae"]["loss_last"] < m6["sae"]["loss_first"] and m6["sae"]["n_hidden"] == 64
     page = (smoke["site"] / "_build" / "html" / "book" / "executed" / "06_activity_sae.html").read_text()
     assert "26.6" in page and page.count("<img") >= 4  # the paper's activity number, Figure 2 and friends
+
+
+def test_fusion_random_search_and_submission_artifacts(smoke):
+    run = smoke["run"]
+    for split in ("Train", "Val", "Test"):
+        for variant in (None, "original", "stable"):
+            _, probs, _ = artifacts.load_clip_probs(run / "07_fusion" / paths.clip_probs_name(split, variant))
+            assert np.allclose(probs.sum(1), 1, atol=1e-5)
+        _, fused, _ = artifacts.load_clip_probs(run / "08_random_search" / paths.clip_probs_name(split))
+        assert np.allclose(fused.sum(1), 1, atol=1e-5)
+    m7 = json.loads((run / "07_fusion" / paths.METRICS).read_text())
+    assert set(m7["regimes"]) == {"original", "stable"}
+    assert m7["regimes"]["original"]["lr"] == 0.1 and m7["regimes"]["stable"]["momentum"] == 0.9
+    m8 = json.loads((run / "08_random_search" / paths.METRICS).read_text())
+    w = np.asarray(m8["final"]["weights"])
+    assert w.shape == (5, 7) and np.allclose(w.sum(0), 1)
+    assert len(m8["subsets"]) == 31  # every non-empty subset of the five classifiers
+    m9 = json.loads((run / "09_submissions" / paths.METRICS).read_text())
+    assert sorted(m9["table2"], key=int) == [str(n) for n in range(1, 8)]
+    subs = run / "submissions"
+    assert (subs / "sub1" / "03_irnn").is_symlink() and (subs / "sub5" / "07_fusion").is_symlink()
+    assert not (subs / "sub4" / "03_irnn").is_symlink()
+    p4 = json.loads((subs / "sub4" / "03_irnn" / paths.MANIFEST).read_text())["parameters"]
+    assert p4["train_splits"] == ["Val"] and p4["select_split"] == "Train"
+    p6 = json.loads((subs / "sub6" / "03_irnn" / paths.MANIFEST).read_text())["parameters"]
+    ref = json.loads((subs / "sub4" / "03_irnn" / paths.METRICS).read_text())
+    assert p6["train_splits"] == ["Train", "Val"] and p6["fixed_epochs"] == ref["best_epoch"]
+    m8_3 = json.loads((subs / "sub3" / "08_random_search" / paths.METRICS).read_text())
+    m8_2 = json.loads((subs / "sub2" / "08_random_search" / paths.METRICS).read_text())
+    assert m8_3["final"]["weights"] == m8_2["final"]["weights"]  # retraining keeps the combination weights
+    n_test = len(list((run / "09_submissions" / "emotiw" / "sub6").glob("*.txt")))
+    assert n_test == 14 and (run / "09_submissions" / "sub7_predictions.csv").is_file()

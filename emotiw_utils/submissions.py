@@ -1,0 +1,230 @@
+"""The seven EmotiW 2015 submissions of Kahou et al. (section 6.3, Table 2) as re-runs of the chain.
+
+A submission is a partition protocol, not code: each one re-executes the clip-level stages 03-08 with
+papermill (:func:`emotiw_utils.pipeline.run_pipeline`) into ``{run_dir}/submissions/subN/`` with other
+parameter values. What varies:
+
+* 1, 2: train on Train, select (early stopping, grid searches, random search) on Val; fusion network in
+  the original (1) or the stabilised (2) regime. These ARE the main run's models: stages 03-07 are linked
+  to the main run, only 08 runs again with the chosen fusion regime.
+* 4, 5: the same with Train and Val swapped (5 shares 4's models).
+* 3, 6: retrain on Train+Val keeping every hyperparameter of 2 (resp. 4): the IRNN's and the fusion
+  network's epochs, the SVMs' C and gamma, the audio PCA size, and the random search's weights.
+* 7: a random search over the outputs of 3 and 6 on Train+Val, which trained both (the paper's
+  deliberate exception to its own rule; done by chapter 09 itself, not by a chain).
+
+The frame CNN (stages 00-02) is never retrained (paper 6.3: "the models that are CNN-based have also been
+retrained but not the underlying CNN"): every submission links the main run's 00-02. Each chain stage
+starts from the main run's own parameters (its ``manifest.json``), so command-line overrides of the main
+run carry over, then the submission's values and ``extra`` overrides are applied.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import artifacts
+
+__all__ = ["CHAIN", "MODEL_STAGES", "SHARED_STAGES", "SUBMISSIONS", "Submission", "chain_overrides",
+           "prepare_submission", "retrain_overrides", "run_submission", "submission_dir"]
+
+#: Stages every submission takes from the main run unchanged (the CNN is not retrained).
+SHARED_STAGES: tuple[str, ...] = ("00_datasets", "01_alignment", "02_cnn")
+#: Stages that train a model on ``train_splits`` (linked when a submission shares another's models).
+MODEL_STAGES: tuple[str, ...] = ("03_irnn", "04_kavg_svm", "05_audio", "06_activity_sae", "07_fusion")
+#: The chain a submission re-runs.
+CHAIN: tuple[str, ...] = MODEL_STAGES + ("08_random_search",)
+#: Files that are caches keyed by the input clips (not by the partition): copied from the main run so a
+#: re-run does not extract them again.
+_CACHES: dict[str, tuple[str, ...]] = {"05_audio": ("is10_*.npz",)}
+#: Parameters the runner injects; never copied from a manifest into overrides.
+_NOT_COPIED = ("stage", "run_dir", "afew_dir", "fer2013_path", "tfd_path", "synthetic", "device", "profile")
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One row of Table 2. ``method``: the paper's wording. ``train_splits``/``select_split``: the partition
+    of stages 03-08. ``fusion_regime``: the fusion network's training regime fed to the random search.
+    ``retrain_of``: retrain on Train+Val with that submission's hyperparameters, epochs and fusion weights.
+    ``same_models_as``: reuse that submission's stages 03-07. ``combine``: submission 7's inputs."""
+
+    number: int
+    method: str
+    train_splits: tuple[str, ...] = ()
+    select_split: str | None = None
+    fusion_regime: str = "original"
+    retrain_of: int | None = None
+    same_models_as: int | None = None
+    combine: tuple[int, ...] = ()
+
+    @property
+    def is_chain(self) -> bool:
+        """True for 1-6 (a re-run of the chain), False for 7 (a search over two submissions' outputs)."""
+        return not self.combine
+
+
+#: Table 2's seven submissions (methods quoted from the paper).
+SUBMISSIONS: dict[int, Submission] = {s.number: s for s in (
+    Submission(1, "Training on Train, Validation on Valid", ("Train",), "Val", "original"),
+    Submission(2, "Training on Train, Validation on Valid, stable fusion", ("Train",), "Val", "stable",
+               same_models_as=1),
+    Submission(3, "Training on Train+Val, hyperparams from submission 2, stable fusion", ("Train", "Val"), None,
+               "stable", retrain_of=2),
+    Submission(4, "Training on Val, Validation on Train", ("Val",), "Train", "original"),
+    Submission(5, "Training on Val, Validation on Train, stable fusion", ("Val",), "Train", "stable",
+               same_models_as=4),
+    Submission(6, "Training on Train+Val, hyperparams from submission 4", ("Train", "Val"), None, "original",
+               retrain_of=4),
+    Submission(7, "Random Search over combinations of submission 3 and 6 on Train+Val", combine=(3, 6)),
+)}
+
+
+def submission_dir(run_dir: str | Path, number: int) -> Path:
+    """``{run_dir}/submissions/sub{number}``."""
+    return Path(run_dir) / "submissions" / f"sub{int(number)}"
+
+
+def _get(number: int) -> Submission:
+    if number not in SUBMISSIONS:
+        raise ValueError(f"unknown submission {number!r}; Table 2 has submissions 1-7")
+    return SUBMISSIONS[number]
+
+
+def _main_partition(run_dir: Path) -> tuple[tuple[str, ...], str | None]:
+    m = artifacts.read_manifest(run_dir / "03_irnn")
+    if m is None:
+        raise FileNotFoundError(f"{run_dir / '03_irnn'}: no manifest; run the main chain (stages 00-08) first")
+    p = m["parameters"]
+    return tuple(p["train_splits"]), p["select_split"]
+
+
+def _link(target: Path, link: Path) -> None:
+    """Make ``link`` a relative symlink to the stage folder ``target`` (replacing an old link or folder)."""
+    if not (target / "manifest.json").is_file():
+        raise FileNotFoundError(f"{target}: no successful stage run to link to (manifest.json missing)")
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.is_dir():
+        shutil.rmtree(link)
+    link.symlink_to(os.path.relpath(target.resolve(), link.parent.resolve()), target_is_directory=True)
+
+
+def _model_source(sub: Submission, run_dir: Path) -> Path | None:
+    """Folder whose stages 03-07 this submission shares (the main run or another submission), or None."""
+    if sub.same_models_as is not None:
+        return _model_source(_get(sub.same_models_as), run_dir) or submission_dir(run_dir, sub.same_models_as)
+    if sub.retrain_of is None and (sub.train_splits, sub.select_split) == _main_partition(run_dir):
+        return run_dir
+    return None
+
+
+def prepare_submission(number: int, run_dir: str | Path) -> tuple[Path, list[str]]:
+    """Create ``submissions/subN`` with links to the stages it shares; return it and the stages to run."""
+    sub = _get(number)
+    if not sub.is_chain:
+        raise ValueError(f"submission {number} combines submissions {sub.combine}; it is no re-run of the chain")
+    run_dir = Path(run_dir).resolve()
+    missing = [st for st in SHARED_STAGES + CHAIN if artifacts.read_manifest(run_dir / st) is None]
+    if missing:
+        raise FileNotFoundError(f"{run_dir}: no successful run of {', '.join(missing)}; run the main chain "
+                                "(stages 00-08) first")
+    sdir = submission_dir(run_dir, number)
+    sdir.mkdir(parents=True, exist_ok=True)
+    for stage in SHARED_STAGES:
+        _link(run_dir / stage, sdir / stage)
+    source = _model_source(sub, run_dir)
+    if source is not None:
+        for stage in MODEL_STAGES:
+            _link(source / stage, sdir / stage)
+        return sdir, ["08_random_search"]
+    for stage, patterns in _CACHES.items():
+        (sdir / stage).mkdir(exist_ok=True)
+        for pattern in patterns:
+            for f in (run_dir / stage).glob(pattern):
+                if not (sdir / stage / f.name).exists():
+                    shutil.copyfile(f, sdir / stage / f.name)
+    return sdir, list(CHAIN)
+
+
+def _stage_metrics(folder: Path, stage: str) -> dict:
+    try:
+        return artifacts.read_metrics(folder / stage)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{folder / stage}: no metrics.json; run that stage first") from None
+
+
+def retrain_overrides(reference: str | Path) -> dict[str, Any]:
+    """``STAGE.KEY`` overrides that fix every choice the reference chain (a run or submission folder) made on
+    its select split: IRNN and fusion epochs, SVM C/gamma, audio PCA size, random-search weights (paper 6.3:
+    "retaining all hyper-parameters including early stopping epoch number and combination weights")."""
+    ref = Path(reference)
+    irnn = _stage_metrics(ref, "03_irnn")
+    kavg = _stage_metrics(ref, "04_kavg_svm")
+    audio = _stage_metrics(ref, "05_audio")
+    activity = _stage_metrics(ref, "06_activity_sae")
+    fusion = _stage_metrics(ref, "07_fusion")
+    search = _stage_metrics(ref, "08_random_search")
+    return {
+        "03_irnn.fixed_epochs": int(irnn["best_epoch"]),
+        "04_kavg_svm.svm_C": kavg["svm"]["C"], "04_kavg_svm.svm_gamma": kavg["svm"]["gamma"],
+        "05_audio.n_components": audio["chosen"]["n_components"], "05_audio.svm_C": audio["chosen"]["C"],
+        "05_audio.svm_gamma": audio["chosen"]["gamma"],
+        "06_activity_sae.svm_C": activity["svm"]["C"], "06_activity_sae.svm_gamma": activity["svm"]["gamma"],
+        "07_fusion.fixed_epochs": {r: int(v["best_epoch"]) for r, v in fusion["regimes"].items()},
+        "08_random_search.fixed_weights": {"modalities": list(search["final"]["modalities"]),
+                                           "weights": search["final"]["weights"]},
+    }
+
+
+def chain_overrides(number: int, run_dir: str | Path, stages: Sequence[str],
+                    extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Flat ``STAGE.KEY`` overrides for the ``stages`` a submission runs: the main run's parameters of each
+    stage, then the submission's partition and fusion regime, then (3, 6) :func:`retrain_overrides` of the
+    reference submission, then ``extra`` (``STAGE.KEY`` keys, e.g. fewer seeds)."""
+    sub = _get(number)
+    run_dir = Path(run_dir).resolve()
+    out: dict[str, Any] = {}
+    for stage in stages:
+        m = artifacts.read_manifest(run_dir / stage)
+        if m is None:
+            raise FileNotFoundError(f"{run_dir / stage}: no manifest; run the main chain (stages 00-08) first")
+        out.update({f"{stage}.{k}": v for k, v in m["parameters"].items() if k not in _NOT_COPIED})
+        out[f"{stage}.train_splits"] = list(sub.train_splits)
+        out[f"{stage}.select_split"] = sub.select_split
+    if "08_random_search" in stages:
+        out["08_random_search.fusion_regime"] = sub.fusion_regime
+        out["08_random_search.fixed_weights"] = None
+    for stage in ("03_irnn", "07_fusion"):
+        if stage in stages:
+            out[f"{stage}.fixed_epochs"] = None
+    for stage, keys in (("04_kavg_svm", ("svm_C", "svm_gamma")), ("06_activity_sae", ("svm_C", "svm_gamma")),
+                        ("05_audio", ("n_components", "svm_C", "svm_gamma"))):
+        if stage in stages:
+            out.update({f"{stage}.{k}": None for k in keys})
+    if sub.retrain_of is not None:
+        out.update({k: v for k, v in retrain_overrides(submission_dir(run_dir, sub.retrain_of)).items()
+                    if k.split(".", 1)[0] in stages})
+    for k, v in (extra or {}).items():
+        if k.split(".", 1)[0] in stages:
+            out[k] = v
+    return out
+
+
+def run_submission(number: int, run_dir: str | Path, profile: str, *, data: Any = None, device: str | None = None,
+                   extra: Mapping[str, Any] | None = None, progress: bool = True, recompute: bool = False):
+    """Prepare and run submission ``number`` (1-6) of the main run in ``run_dir``; return the stage results.
+
+    Executed notebooks go to ``submissions/subN/executed/``; unchanged stages are cached like any run.
+    A retraining submission (3, 6) needs its reference submission (2, 4) to have run first.
+    """
+    from .pipeline import run_pipeline
+
+    sdir, stages = prepare_submission(number, run_dir)
+    overrides = chain_overrides(number, run_dir, stages, extra)
+    return run_pipeline(profile, stages=stages, run_dir=sdir, device=device, data=data, overrides=overrides,
+                        executed_dir=sdir / "executed", progress=progress, recompute=recompute)
