@@ -81,6 +81,9 @@ STAGES: list[Stage] = [
     Stage("07_fusion", "notebooks/07_fusion.md", "Feature-level fusion network (section 5.1)"),
     Stage("08_random_search", "notebooks/08_random_search.md", "Decision-level fusion by random search (section 5.2)"),
     Stage("09_submissions", "notebooks/09_submissions.md", "Challenge submissions (section 6.3, Table 2)"),
+    # The results page is a hand-written chapter of the book, executed like a stage so that every number
+    # on it is read from this run's artifacts.
+    Stage("10_results", "book/results.md", "Results beside the paper (Tables 1 and 2, Figures 4 and 5)"),
 ]
 
 
