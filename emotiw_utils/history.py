@@ -1,7 +1,9 @@
-"""Per-epoch learning curves shared by the trainers (:mod:`emotiw_utils.cnn`, :mod:`emotiw_utils.irnn`)."""
+"""Per-epoch learning curves shared by the trainers (:mod:`emotiw_utils.cnn`, :mod:`emotiw_utils.irnn`,
+:mod:`emotiw_utils.fusion`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -25,3 +27,14 @@ class EpochCurves:
         import pandas as pd
 
         return pd.DataFrame(self.epochs).set_index("epoch")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form: ``epochs``, ``best_epoch`` and ``config`` (python scalars only)."""
+        return {"epochs": [dict(e) for e in self.epochs], "best_epoch": int(self.best_epoch),
+                "config": dict(getattr(self, "config", {}))}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]):
+        """Inverse of :meth:`to_dict` (for dataclasses with ``epochs``, ``best_epoch`` and ``config`` fields)."""
+        return cls(epochs=[dict(e) for e in d.get("epochs", [])], best_epoch=int(d.get("best_epoch", 0)),
+                   config=dict(d.get("config", {})))

@@ -253,16 +253,6 @@ class SeqHistory(EpochCurves):
     best_epoch: int = 0
     config: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form (python scalars only)."""
-        return {"epochs": [dict(e) for e in self.epochs], "best_epoch": int(self.best_epoch),
-                "config": dict(self.config)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SeqHistory:
-        return cls(epochs=[dict(e) for e in d.get("epochs", [])], best_epoch=int(d.get("best_epoch", 0)),
-                   config=dict(d.get("config", {})))
-
 
 # ----------------------------------------------------------------------------- training
 

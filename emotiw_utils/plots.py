@@ -452,3 +452,25 @@ def accuracy_by_size(grid, size: str, value: str = "select_acc", title: str = ""
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def regime_curves(regimes, select_name: str | None = "Val", title: str = ""):
+    """Figure 5 of the paper: one panel per training regime of the fusion network.
+
+    ``regimes``: {panel title: (history DataFrame with ``epoch``, ``train_acc``, ``val_acc``; kept epoch)};
+    the select-split curve and the kept epoch are drawn when ``select_name`` is given.
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(regimes), figsize=(5.25 * len(regimes), 3.5), squeeze=False)
+    for ax, (name, (h, kept)) in zip(axes[0], regimes.items()):
+        ax.plot(h["epoch"], 100 * h["train_acc"], label="train (running)")
+        if select_name is not None:
+            ax.plot(h["epoch"], 100 * h["val_acc"], label=select_name)
+            ax.axvline(kept, ls="--", color="grey", lw=1, label="epoch kept")
+        ax.set(xlabel="epoch", ylabel="accuracy (%)", title=name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

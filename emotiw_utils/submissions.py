@@ -30,8 +30,8 @@ from typing import Any
 
 from . import artifacts
 
-__all__ = ["CHAIN", "MODEL_STAGES", "SHARED_STAGES", "SUBMISSIONS", "Submission", "chain_overrides",
-           "prepare_submission", "retrain_overrides", "run_submission", "submission_dir"]
+__all__ = ["CHAIN", "MODEL_STAGES", "SHARED_STAGES", "SUBMISSIONS", "Submission", "chain_overrides", "final_dir",
+           "prepare_submission", "retrain_overrides", "run_submission", "submission_dir", "write_predictions"]
 
 #: Stages every submission takes from the main run unchanged (the CNN is not retrained).
 SHARED_STAGES: tuple[str, ...] = ("00_datasets", "01_alignment", "02_cnn")
@@ -87,6 +87,35 @@ SUBMISSIONS: dict[int, Submission] = {s.number: s for s in (
 def submission_dir(run_dir: str | Path, number: int) -> Path:
     """``{run_dir}/submissions/sub{number}``."""
     return Path(run_dir) / "submissions" / f"sub{int(number)}"
+
+
+def final_dir(run_dir: str | Path, number: int) -> Path:
+    """Folder holding a submission's final ``clip_probs_{split}.npz``: its random search (08) for 1-6, the
+    submission folder itself for 7."""
+    return submission_dir(run_dir, number) / ("08_random_search" if _get(number).is_chain else "")
+
+
+def write_predictions(out_dir: str | Path, number: int, clip_ids: Sequence[str], probs: Any) -> int:
+    """Write a submission's test predictions in EmotiW's per-clip form, ``{out_dir}/emotiw/sub{N}/<clip>.txt``
+    (one line: the emotion name), and all of them in ``{out_dir}/sub{N}_predictions.csv`` (clip, emotion, the
+    seven probabilities). Returns the number of clips."""
+    import numpy as np
+    import pandas as pd
+
+    from .constants import EMOTIONS
+
+    p = np.asarray(probs, dtype=np.float64)
+    if p.shape != (len(clip_ids), len(EMOTIONS)):
+        raise ValueError(f"probs must be ({len(clip_ids)}, {len(EMOTIONS)}), got {p.shape}")
+    names = [EMOTIONS[i] for i in p.argmax(1)]
+    clip_dir = Path(out_dir) / "emotiw" / f"sub{int(number)}"
+    clip_dir.mkdir(parents=True, exist_ok=True)
+    for cid, name in zip(clip_ids, names):
+        artifacts.atomic_write_text(clip_dir / f"{cid}.txt", name + "\n")
+    frame = pd.DataFrame({"clip": list(clip_ids), "emotion": names,
+                          **{f"p_{e}": p[:, i].round(5) for i, e in enumerate(EMOTIONS)}})
+    artifacts.atomic_write_text(Path(out_dir) / f"sub{int(number)}_predictions.csv", frame.to_csv(index=False))
+    return len(names)
 
 
 def _get(number: int) -> Submission:

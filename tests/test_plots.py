@@ -67,3 +67,11 @@ def test_alignment_and_classifier_figures():
     fig = plots.per_class_bars({"a": np.full(7, 0.5), "b": np.r_[np.full(6, 0.2), np.nan]})
     assert len(fig.axes[0].patches) == 14
     plt.close("all")
+
+
+def test_regime_curves_one_panel_per_regime():
+    h = pd.DataFrame({"epoch": [1, 2, 3], "train_acc": [0.2, 0.4, 0.5], "val_acc": [0.2, 0.3, 0.25]})
+    fig = plots.regime_curves({"original": (h, 2), "stable": (h, 3)}, "Val", title="Figure 5")
+    assert len(fig.axes) == 2 and [a.get_title() for a in fig.axes] == ["original", "stable"]
+    assert len(fig.axes[0].lines) == 3  # train, Val, kept epoch
+    assert len(plots.regime_curves({"fixed": (h, 3)}, None).axes[0].lines) == 1

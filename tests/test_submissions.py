@@ -126,3 +126,15 @@ def test_decision_inputs_align_the_classifiers_and_report_their_training_splits(
     artifacts.save_clip_probs(tmp_path / "03_irnn" / paths.clip_probs_name("Test"), ids, eye, y)
     with pytest.raises(ValueError, match="differ"):
         load_decision_inputs(tmp_path, "Test", ["rnn", "fusion"], "stable")
+
+
+def test_predictions_are_written_in_the_per_clip_format(tmp_path):
+    probs = np.eye(7)[[3, 6]]
+    assert subs.write_predictions(tmp_path, 6, ["c1", "c2"], probs) == 2
+    assert (tmp_path / "emotiw" / "sub6" / "c1.txt").read_text() == "Happy\n"
+    assert (tmp_path / "emotiw" / "sub6" / "c2.txt").read_text() == "Neutral\n"
+    assert (tmp_path / "sub6_predictions.csv").read_text().splitlines()[1].startswith("c1,Happy,")
+    assert subs.final_dir(tmp_path, 7) == subs.submission_dir(tmp_path, 7)
+    assert subs.final_dir(tmp_path, 3).name == "08_random_search"
+    with pytest.raises(ValueError, match="probs"):
+        subs.write_predictions(tmp_path, 6, ["c1"], probs)
