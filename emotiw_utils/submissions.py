@@ -6,7 +6,8 @@ parameter values. What varies:
 
 * 1, 2: train on Train, select (early stopping, grid searches, random search) on Val; fusion network in
   the original (1) or the stabilised (2) regime. These ARE the main run's models: stages 03-07 are linked
-  to the main run, only 08 runs again with the chosen fusion regime.
+  to the main run, only 08 runs again with the chosen fusion regime (or is linked too, when the main
+  run's own search used that regime).
 * 4, 5: the same with Train and Val swapped (5 shares 4's models).
 * 3, 6: retrain on Train+Val keeping every hyperparameter of 2 (resp. 4): the IRNN's and the fusion
   network's epochs, the SVMs' C and gamma, the audio PCA size, and the random search's weights.
@@ -31,7 +32,8 @@ from typing import Any
 from . import artifacts
 
 __all__ = ["CHAIN", "MODEL_STAGES", "SHARED_STAGES", "SUBMISSIONS", "Submission", "chain_overrides", "final_dir",
-           "prepare_submission", "retrain_overrides", "run_submission", "submission_dir", "write_predictions"]
+           "prepare_submission", "retrain_overrides", "run_submission", "run_submissions", "submission_dir",
+           "write_predictions"]
 
 #: Stages every submission takes from the main run unchanged (the CNN is not retrained).
 SHARED_STAGES: tuple[str, ...] = ("00_datasets", "01_alignment", "02_cnn")
@@ -39,9 +41,11 @@ SHARED_STAGES: tuple[str, ...] = ("00_datasets", "01_alignment", "02_cnn")
 MODEL_STAGES: tuple[str, ...] = ("03_irnn", "04_kavg_svm", "05_audio", "06_activity_sae", "07_fusion")
 #: The chain a submission re-runs.
 CHAIN: tuple[str, ...] = MODEL_STAGES + ("08_random_search",)
-#: Files that are caches keyed by the input clips (not by the partition): copied from the main run so a
-#: re-run does not extract them again.
-_CACHES: dict[str, tuple[str, ...]] = {"05_audio": ("is10_*.npz",)}
+#: Files that are caches keyed by the input clips and unsupervised settings (not by the partition): copied
+#: from the main run so a re-run does not compute them again. The IS10 features, and the activity features
+#: (SAE + k-means + histograms; learned without labels on the main run's ``sae_splits``, so, like the
+#: CNN, not retrained per submission: each chain refits only the activity SVM).
+_CACHES: dict[str, tuple[str, ...]] = {"05_audio": ("is10_*.npz",), "06_activity_sae": ("activity_features.npz",)}
 #: Parameters the runner injects; never copied from a manifest into overrides.
 _NOT_COPIED = ("stage", "run_dir", "afew_dir", "fer2013_path", "tfd_path", "synthetic", "device", "profile")
 
@@ -132,6 +136,15 @@ def _main_partition(run_dir: Path) -> tuple[tuple[str, ...], str | None]:
     return tuple(p["train_splits"]), p["select_split"]
 
 
+def _main_search_is(sub: Submission, run_dir: Path) -> bool:
+    """True when the main run's random search (08) is this submission's: same partition, same fusion regime
+    and a search of its own (no fixed weights); the submission then links it instead of searching again."""
+    m = artifacts.read_manifest(run_dir / "08_random_search")
+    p = m["parameters"] if m else {}
+    return (p.get("fusion_regime") == sub.fusion_regime and p.get("fixed_weights") is None
+            and tuple(p.get("train_splits") or ()) == sub.train_splits and p.get("select_split") == sub.select_split)
+
+
 def _link(target: Path, link: Path) -> None:
     """Make ``link`` a relative symlink to the stage folder ``target`` (replacing an old link or folder)."""
     if not (target / "manifest.json").is_file():
@@ -170,6 +183,9 @@ def prepare_submission(number: int, run_dir: str | Path) -> tuple[Path, list[str
     if source is not None:
         for stage in MODEL_STAGES:
             _link(source / stage, sdir / stage)
+        if source == run_dir and _main_search_is(sub, run_dir):
+            _link(run_dir / "08_random_search", sdir / "08_random_search")
+            return sdir, []
         return sdir, ["08_random_search"]
     for stage, patterns in _CACHES.items():
         (sdir / stage).mkdir(exist_ok=True)
@@ -254,6 +270,82 @@ def run_submission(number: int, run_dir: str | Path, profile: str, *, data: Any 
     from .pipeline import run_pipeline
 
     sdir, stages = prepare_submission(number, run_dir)
+    if not stages:  # every stage linked (submission 2 when the main run's search used the stable fusion)
+        return []
     overrides = chain_overrides(number, run_dir, stages, extra)
     return run_pipeline(profile, stages=stages, run_dir=sdir, device=device, data=data, overrides=overrides,
                         executed_dir=sdir / "executed", progress=progress, recompute=recompute)
+
+
+
+def _parent(number: int) -> int | None:
+    sub = _get(number)
+    return sub.same_models_as if sub.same_models_as is not None else sub.retrain_of
+
+
+def run_submissions(numbers: Sequence[int], run_dir: str | Path, profile: str, *, parallel: int = 1,
+                    on_done: Any = None, bar: bool = False, **kwargs: Any) -> dict[int, list]:
+    """Run the chain submissions among ``numbers`` (:func:`run_submission`, ``kwargs`` passed on), up to
+    ``parallel`` at a time; return ``{number: stage results}`` in number order.
+
+    A submission starts once the one it builds on (``same_models_as``, ``retrain_of``) has finished, so
+    with two at a time 4 runs beside 1-2-3, and 5 and 6 beside each other. Each is run by a thread driving
+    papermill kernels; with more than one, the kernels started meanwhile get ``OMP_NUM_THREADS`` (and the
+    MKL/OpenBLAS equivalents) set to the CPU cores divided by ``parallel``, so that they share the cores
+    instead of oversubscribing them. ``on_done(number, results)`` is called as each one finishes; ``bar``
+    shows a progress bar over the submissions. After a
+    failure no new submission starts; the first failure is re-raised once the running ones have stopped.
+    """
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    if int(parallel) < 1:
+        raise ValueError(f"parallel must be >= 1, got {parallel}")
+    chain = sorted({int(n) for n in numbers if _get(int(n)).is_chain})
+    needs = {n: (_parent(n) if _parent(n) in chain else None) for n in chain}
+    # Start first what unlocks the most others (4 unlocks 5 and 6).
+    unlocks = {n: sum(1 for m in chain if needs[m] == n) for n in chain}
+    pending = sorted(chain, key=lambda n: (-unlocks[n], n))
+    out: dict[int, list] = {}
+    errors: list[BaseException] = []
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    saved = {k: os.environ.get(k) for k in names}
+    if int(parallel) > 1:
+        os.environ.update({k: str(max(1, (os.cpu_count() or 1) // int(parallel))) for k in names})
+    progress_bar = None
+    if bar:
+        from tqdm import tqdm
+
+        progress_bar = tqdm(total=len(chain), desc=f"submissions ({int(parallel)} at a time)", unit="sub")
+    try:
+        with ThreadPoolExecutor(max_workers=int(parallel), thread_name_prefix="submission") as pool:
+            running: dict[Any, int] = {}
+            while pending or running:
+                for n in list(pending):
+                    if len(running) < int(parallel) and (needs[n] is None or needs[n] in out):
+                        pending.remove(n)
+                        running[pool.submit(run_submission, n, run_dir, profile, **kwargs)] = n
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    n = running.pop(f)
+                    if f.exception() is not None:
+                        errors.append(f.exception())
+                        pending.clear()
+                    else:
+                        out[n] = f.result()
+                        if progress_bar is not None:
+                            progress_bar.update(1)
+                        if on_done is not None:
+                            on_done(n, out[n])
+    finally:
+        if progress_bar is not None:
+            progress_bar.close()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    if errors:
+        raise errors[0]
+    return {n: out[n] for n in sorted(out)}

@@ -56,6 +56,17 @@ def test_submissions_1_and_2_link_the_main_models_and_rerun_only_the_search(run)
     over = subs.chain_overrides(2, run, stages)
     assert over["08_random_search.fusion_regime"] == "stable" and over["08_random_search.fixed_weights"] is None
     assert not any(k.startswith("03_irnn.") for k in over)
+    assert not (sdir / "08_random_search").is_symlink()  # the main run searched with no fusion_regime set
+
+
+def test_a_submission_links_the_main_search_when_it_used_the_same_fusion_regime(run):
+    _stage(run, "08_random_search", {"train_splits": ["Train"], "select_split": "Val", "fusion_regime": "stable",
+                                     "fixed_weights": None})
+    sdir, stages = subs.prepare_submission(2, run)
+    assert stages == [] and (sdir / "08_random_search").resolve() == (run / "08_random_search").resolve()
+    assert subs.run_submission(2, run, "smoke") == []
+    assert subs.prepare_submission(1, run)[1] == ["08_random_search"]  # original regime: a search of its own
+    assert subs.final_dir(run, 2).resolve() == (run / "08_random_search").resolve()
 
 
 def test_swapped_partition_reruns_the_chain_with_the_main_parameters(run):
@@ -138,3 +149,60 @@ def test_predictions_are_written_in_the_per_clip_format(tmp_path):
     assert subs.final_dir(tmp_path, 3).name == "08_random_search"
     with pytest.raises(ValueError, match="probs"):
         subs.write_predictions(tmp_path, 6, ["c1"], probs)
+
+
+def _fake_chain_runs(monkeypatch, fail=None):
+    import os
+    import threading
+    import time
+
+    log, lock, active = [], threading.Lock(), [0]
+    peak = [0]
+
+    def fake(n, run_dir, profile, **kwargs):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+            log.append(("start", n, os.environ.get("OMP_NUM_THREADS")))
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+            log.append(("end", n, None))
+        if n == fail:
+            raise RuntimeError(f"submission {n} failed")
+        return [f"results of {n}"]
+
+    monkeypatch.setattr(subs, "run_submission", fake)
+    return log, peak
+
+
+def test_run_submissions_in_parallel_respects_what_each_builds_on(monkeypatch, tmp_path):
+    import os
+
+    log, peak = _fake_chain_runs(monkeypatch)
+    monkeypatch.setenv("OMP_NUM_THREADS", "sentinel")
+    done = []
+    out = subs.run_submissions([1, 2, 3, 4, 5, 6, 7], tmp_path, "smoke", parallel=2, on_done=lambda n, r: done.append(n))
+    assert out == {n: [f"results of {n}"] for n in range(1, 7)}  # 7 is no chain
+    assert sorted(done) == list(range(1, 7)) and peak[0] == 2
+    order = [(ev, n) for ev, n, _ in log]
+    for child, parent in ((2, 1), (3, 2), (5, 4), (6, 4)):
+        assert order.index(("start", child)) > order.index(("end", parent))
+    assert order[:2] == [("start", 4), ("start", 1)]  # 4 first: it unlocks 5 and 6
+    assert {threads for ev, _, threads in log if ev == "start"} == {str(max(1, (os.cpu_count() or 1) // 2))}
+    assert os.environ["OMP_NUM_THREADS"] == "sentinel"  # restored for the rest of the chapter
+
+
+def test_run_submissions_one_at_a_time_and_failures(monkeypatch, tmp_path):
+    log, peak = _fake_chain_runs(monkeypatch)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert list(subs.run_submissions([6, 4, 1], tmp_path, "smoke")) == [1, 4, 6]
+    assert peak[0] == 1 and {threads for ev, _, threads in log if ev == "start"} == {None}  # env untouched
+
+    log, _ = _fake_chain_runs(monkeypatch, fail=4)
+    with pytest.raises(RuntimeError, match="submission 4 failed"):
+        subs.run_submissions([1, 2, 3, 4, 5, 6], tmp_path, "smoke", parallel=2)
+    started = {n for ev, n, _ in log if ev == "start"}
+    assert 5 not in started and 6 not in started
+    with pytest.raises(ValueError, match="parallel"):
+        subs.run_submissions([1], tmp_path, "smoke", parallel=0)

@@ -1,0 +1,210 @@
+"""The activity model's unsupervised half, learned once and cached: clips -> SAE -> k-means -> histograms.
+
+Chapter 06 (paper section 4) learns its features without labels: random 16 x 16 x 10 blocks of the
+``sae_splits`` clips are whitened, a :class:`~emotiw_utils.activity.SynchronyAutoencoder` is trained on
+them, k-means turns the hidden codes into a vocabulary, and every clip of every split becomes a
+bag-of-words histogram. Only the SVM on top sees labels.
+
+:meth:`ActivityFeatures.learn` does all of that and saves the result (the whitener, the filters, the
+vocabulary, the SAE's training curve and every clip's histogram) to one ``.npz`` under a key made of the
+settings, the seed, the device type, the torch version and the video files (path, size, modification
+time). A later call with the same key loads the file instead of learning again. The submissions' re-run
+chains (chapter 09) copy the main run's file: like the frame CNN, the unsupervised activity features
+are not retrained per submission; each chain refits only its SVM on its own partition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from emotiw_utils import activity
+from emotiw_utils.artifacts import save_npz_atomic
+from emotiw_utils.constants import AFEW_SPLITS
+from emotiw_utils.device import resolve_device
+
+__all__ = ["ActivityFeatures", "ActivitySettings", "features_key", "split_paths"]
+
+
+@dataclass(frozen=True)
+class ActivitySettings:
+    """Hyperparameters of the unsupervised activity features (chapter 06's parameters of the same names).
+
+    ``frame_scale``: frames are resized by this factor before blocks are cut. ``n_train_blocks`` random
+    blocks train the whitening (``n_components``), the SAE (``n_hidden`` units, ``threshold``,
+    ``sae_epochs`` of Adam at ``sae_lr``, batches of ``batch_size``, input masking ``noise``) and k-means
+    (``vocabulary_size`` words). ``stride``: ``(t, y, x)`` step of the dense blocks of every clip."""
+
+    frame_scale: float = 0.5
+    n_train_blocks: int = 20000
+    n_components: int = 300
+    n_hidden: int = 256
+    threshold: float = 0.1
+    sae_epochs: int = 15
+    sae_lr: float = 0.001
+    noise: float = 0.3
+    batch_size: int = 256
+    stride: tuple[int, int, int] = (5, 16, 16)
+    vocabulary_size: int = 256
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stride", tuple(int(s) for s in self.stride))
+        if len(self.stride) != 3 or min(self.stride) < 1:
+            raise ValueError(f"stride must be three positive integers (t, y, x), got {self.stride}")
+        if not 0 < float(self.frame_scale) <= 1:
+            raise ValueError(f"frame_scale must be in (0, 1], got {self.frame_scale!r}")
+        for name in ("n_train_blocks", "n_components", "n_hidden", "sae_epochs", "batch_size", "vocabulary_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+
+
+def features_key(paths: Mapping[str, Sequence[str | Path]], sae_splits: Sequence[str], settings: ActivitySettings,
+                 seed: int, device: str) -> str:
+    """SHA-256 naming one learning of the features: settings, seed, device type, torch version, the splits
+    the SAE learns from and every video file (resolved path, size, modification time), split by split."""
+    h = hashlib.sha256(json.dumps({"settings": asdict(settings), "seed": int(seed), "sae_splits": list(sae_splits),
+                                   "device": torch.device(device).type, "torch": torch.__version__},
+                                  sort_keys=True).encode())
+    for split in sorted(paths):
+        h.update(f"\n[{split}]".encode())
+        for p in paths[split]:
+            st = Path(p).stat()
+            h.update(f"\n{Path(p).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+@dataclass
+class ActivityFeatures:
+    """Per-split bag-of-words ``histograms`` (``(N_split, vocabulary_size)``, rows sum to 1) and
+    ``clip_ids``, with what made them: the ``whitener``, the SAE ``weight`` ``(n_hidden, n_components)`` and
+    ``threshold``, the k-means ``centres`` ``(vocabulary_size, n_hidden)``, the SAE's per-epoch ``history``,
+    each unit's ``active_fraction`` on the training blocks, ``n_blocks`` training blocks, per-split
+    ``n_frames`` and the ``frame_shape`` (of the first clip), wall ``seconds`` of decoding, learning and
+    histograms, and the cache ``key``. ``from_cache``: loaded rather than learned in this call."""
+
+    sae_splits: tuple[str, ...]
+    histograms: dict[str, np.ndarray]
+    clip_ids: dict[str, np.ndarray]
+    whitener: activity.BlockWhitener
+    weight: np.ndarray
+    threshold: float
+    centres: np.ndarray
+    history: list[dict]
+    active_fraction: np.ndarray
+    n_blocks: int
+    n_frames: dict[str, int]
+    frame_shape: tuple[int, int]
+    seconds: dict[str, float] = field(default_factory=dict)
+    key: str = ""
+    from_cache: bool = False
+
+    @property
+    def dead_units(self) -> int:
+        """SAE units that fire on none of the training blocks."""
+        return int((self.active_fraction == 0).sum())
+
+    def sae(self) -> activity.SynchronyAutoencoder:
+        """The trained autoencoder, rebuilt on the CPU from ``weight`` and ``threshold``."""
+        model = activity.SynchronyAutoencoder(self.weight.shape[1], self.weight.shape[0], self.threshold, seed=0)
+        with torch.no_grad():
+            model.weight.copy_(torch.as_tensor(self.weight))
+        return model.eval()
+
+    def filters(self) -> np.ndarray:
+        """The filters in block space, ``(n_hidden, 10, 16, 16)`` (:func:`emotiw_utils.activity.filters`)."""
+        return activity.filters(self.sae(), self.whitener)
+
+    def save(self, path: str | Path) -> Path:
+        hist = {f"hist_{s}": h for s, h in self.histograms.items()}
+        ids = {f"ids_{s}": np.asarray(c).astype(str) for s, c in self.clip_ids.items()}
+        meta = {"sae_splits": list(self.sae_splits), "history": self.history, "n_blocks": int(self.n_blocks),
+                "n_frames": {s: int(n) for s, n in self.n_frames.items()}, "frame_shape": list(self.frame_shape),
+                "seconds": self.seconds, "key": self.key, "threshold": float(self.threshold)}
+        return save_npz_atomic(path, weight=self.weight, centres=self.centres, active_fraction=self.active_fraction,
+                               meta=np.array(json.dumps(meta)), **hist, **ids,
+                               **{f"whitener_{k}": v for k, v in self.whitener.to_dict().items()})
+
+    @classmethod
+    def load(cls, path: str | Path) -> ActivityFeatures:
+        with np.load(path) as z:
+            meta = json.loads(str(z["meta"]))
+            splits = [k[len("hist_"):] for k in z.files if k.startswith("hist_")]
+            whitener = activity.BlockWhitener.from_dict({k[len("whitener_"):]: z[k] for k in z.files
+                                                         if k.startswith("whitener_")})
+            return cls(tuple(meta["sae_splits"]), {s: z[f"hist_{s}"] for s in splits},
+                       {s: z[f"ids_{s}"].astype(str) for s in splits}, whitener, z["weight"], meta["threshold"],
+                       z["centres"], meta["history"], z["active_fraction"], meta["n_blocks"], meta["n_frames"],
+                       tuple(meta["frame_shape"]), meta["seconds"], meta["key"], from_cache=True)
+
+    @classmethod
+    def learn(cls, paths: Mapping[str, Sequence[str | Path]], clip_ids: Mapping[str, Sequence[str]],
+              sae_splits: Sequence[str], settings: ActivitySettings, *, seed: int = 0, device: str = "cpu",
+              workers: int = 0, cache: str | Path | None = None, progress: bool = False) -> ActivityFeatures:
+        """Decode every clip of ``paths`` (split -> video files, same order as ``clip_ids``), learn the
+        whitening, the SAE and the vocabulary on blocks of the ``sae_splits`` clips, and describe every clip
+        by its histogram; or load ``cache`` if it holds this exact learning (:func:`features_key`). The
+        result is saved to ``cache`` when given. No label is read."""
+        sae_splits = tuple(sae_splits)
+        unknown = [s for s in sae_splits if s not in paths]
+        if not sae_splits or unknown:
+            raise ValueError(f"sae_splits must name at least one of the splits {sorted(paths)}, got {list(sae_splits)}")
+        for s in paths:
+            if len(paths[s]) != len(clip_ids[s]):
+                raise ValueError(f"{s}: {len(paths[s])} video files but {len(clip_ids[s])} clip ids")
+        if not any(len(paths[s]) for s in sae_splits):
+            raise ValueError(f"the splits {list(sae_splits)} hold no clips to learn the activity features from")
+        device = resolve_device(device)
+        key = features_key(paths, sae_splits, settings, seed, device)
+        if cache is not None and Path(cache).is_file():
+            cached = cls.load(cache)
+            if cached.key == key and all(list(cached.clip_ids.get(s, [])) == [str(c) for c in clip_ids[s]]
+                                         for s in paths):
+                return cached
+
+        t0 = time.perf_counter()
+        clips = {s: activity.load_clip_frames(paths[s], settings.frame_scale, workers=workers, progress=progress,
+                                              desc=f"decode {s}") for s in paths}
+        t_decode = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        train_clips = [c for s in sae_splits for c in clips[s]]
+        blocks = activity.sample_blocks(train_clips, settings.n_train_blocks, seed=seed)
+        whitener = activity.BlockWhitener.fit(blocks, n_components=settings.n_components, seed=seed)
+        x_blocks = whitener.transform(blocks)
+        sae = activity.SynchronyAutoencoder(whitener.n_components, settings.n_hidden, settings.threshold, seed=seed)
+        history = activity.train_sae(sae, x_blocks, epochs=settings.sae_epochs, batch_size=settings.batch_size,
+                                     lr=settings.sae_lr, noise=settings.noise, seed=seed, device=device,
+                                     progress=progress)
+        codes = activity.encode_blocks(sae, x_blocks, device=device)
+        vocabulary = activity.fit_vocabulary(codes, k=settings.vocabulary_size, seed=seed)
+        t_learn = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        hists = {s: activity.clip_histograms(clips[s], sae, whitener, vocabulary, stride=settings.stride,
+                                             device=device, progress=progress) for s in paths}
+        t_hist = time.perf_counter() - t0
+
+        first = next((c for s in paths for c in clips[s] if len(c)), None)
+        out = cls(sae_splits, hists, {s: np.asarray(clip_ids[s]).astype(str) for s in paths}, whitener,
+                  sae.weight.detach().cpu().numpy().astype(np.float32), settings.threshold,
+                  np.asarray(vocabulary.cluster_centers_, dtype=np.float32), history,
+                  (codes > 0).mean(0), len(blocks), {s: int(sum(len(c) for c in clips[s])) for s in paths},
+                  tuple(first.shape[1:]) if first is not None else (0, 0),
+                  {"decode": t_decode, "learn": t_learn, "histograms": t_hist}, key)
+        if cache is not None:
+            out.save(cache)
+        return out
+
+
+def split_paths(records: Sequence[Any], splits: Sequence[str] = AFEW_SPLITS) -> tuple[dict, dict]:
+    """``(paths, clip_ids)`` per split from :func:`emotiw_utils.datasets.afew.scan_afew` records."""
+    return ({s: [r.path for r in records if r.split == s] for s in splits},
+            {s: [r.clip_id for r in records if r.split == s] for s in splits})
