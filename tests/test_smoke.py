@@ -169,9 +169,10 @@ def test_fusion_random_search_and_submission_artifacts(smoke):
     m8_3 = json.loads((subs / "sub3" / "08_random_search" / paths.METRICS).read_text())
     m8_2 = json.loads((subs / "sub2" / "08_random_search" / paths.METRICS).read_text())
     assert m8_3["final"]["weights"] == m8_2["final"]["weights"]  # retraining keeps the combination weights
+    main_key = json.loads((run / "06_activity_sae" / paths.METRICS).read_text())["sae"]["key"]
     for n in (3, 4, 6):  # the chains reuse the main run's unsupervised activity features, refit only the SVM
         m6_n = json.loads((subs / f"sub{n}" / "06_activity_sae" / paths.METRICS).read_text())
-        assert m6_n["sae"]["from_cache"] and m6_n["sae"]["key"] == m6["sae"]["key"]
+        assert m6_n["sae"]["from_cache"] and m6_n["sae"]["key"] == main_key
         assert m6_n["partition"]["train_splits"] != ["Train"]
     n_test = len(list((run / "09_submissions" / "emotiw" / "sub6").glob("*.txt")))
     assert n_test == 14 and (run / "09_submissions" / "sub7_predictions.csv").is_file()
