@@ -164,8 +164,11 @@ class ActivityFeatures:
         device = resolve_device(device)
         key = features_key(paths, sae_splits, settings, seed, device)
         if cache is not None and Path(cache).is_file():
-            cached = cls.load(cache)
-            if cached.key == key and all(list(cached.clip_ids.get(s, [])) == [str(c) for c in clip_ids[s]]
+            try:
+                cached = cls.load(cache)
+            except (OSError, KeyError, ValueError, json.JSONDecodeError):  # unreadable or older layout: relearn
+                cached = None
+            if cached is not None and cached.key == key and all(list(cached.clip_ids.get(s, [])) == [str(c) for c in clip_ids[s]]
                                          for s in paths):
                 return cached
 

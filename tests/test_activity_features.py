@@ -67,6 +67,11 @@ def test_cache_round_trip_and_key(clips, tmp_path):
     assert k != features_key(paths, ["Train"], ActivitySettings(**{**SETTINGS.__dict__, "n_hidden": 8}), 0, "cpu")
     assert k == first.key
 
+    # An unreadable cache file (e.g. an older layout) is learned again and overwritten.
+    np.savez(cache, something=np.zeros(3))
+    relearned = ActivityFeatures.learn(paths, ids, ["Train"], SETTINGS, seed=0, workers=1, cache=cache)
+    assert not relearned.from_cache and ActivityFeatures.load(cache).key == first.key
+
 
 def test_learn_is_deterministic_on_cpu(clips):
     paths, ids = clips
