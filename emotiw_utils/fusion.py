@@ -67,7 +67,7 @@ import torch
 
 from emotiw_utils.checkpoints import read_payload, write_payload
 from emotiw_utils.errors import DataFormatError
-from emotiw_utils.history import EpochCurves
+from emotiw_utils.history import BestWeights, EpochCurves, report_epoch
 from torch import nn
 from torch.nn import functional as F
 
@@ -481,7 +481,7 @@ def train_fusion(model: FusionNet, features: Mapping[str, Any], labels: Any, *,
         "clip": None if clip is None else float(clip), "batch_size": batch_size, "group": float(group),
         "l1": float(l1), "seed": int(seed), "fixed_epochs": None if fixed_epochs is None else int(fixed_epochs),
         "model": model.config, "n_train": n, "n_select": nv})
-    best_acc, best_state = -1.0, None
+    keeper = BestWeights(restore)
     with _rng_scope(dev):
         torch.manual_seed(int(seed))
         for epoch in range(1, n_epochs + 1):
@@ -506,23 +506,14 @@ def train_fusion(model: FusionNet, features: Mapping[str, Any], labels: Any, *,
                                    "train_acc": correct / n, "val_loss": float("nan"), "val_acc": float("nan")}
             if xv is not None:
                 rec["val_loss"], rec["val_acc"] = _evaluate(model, xv, yv, nv, max(256, batch_size))
-                if restore and rec["val_acc"] > best_acc:
-                    best_acc, hist.best_epoch = rec["val_acc"], epoch
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                keeper.update(model, epoch, rec["val_acc"])
             rec["seconds"] = time.perf_counter() - t0
             hist.epochs.append(rec)
             if progress or log is not None:
-                line = (f"epoch {epoch}/{n_epochs} loss {rec['train_loss']:.4f} pen {rec['penalty']:.4f} "
-                        f"acc {rec['train_acc']:.3f} val_loss {rec['val_loss']:.4f} val_acc {rec['val_acc']:.3f} "
-                        f"({rec['seconds']:.2f}s)")
-                if progress:
-                    print(line, flush=True)
-                if log is not None:
-                    log(line)
-    if restore and best_state is not None:
-        model.load_state_dict(best_state)
-    else:
-        hist.best_epoch = n_epochs
+                report_epoch(f"epoch {epoch}/{n_epochs} loss {rec['train_loss']:.4f} pen {rec['penalty']:.4f} "
+                             f"acc {rec['train_acc']:.3f} val_loss {rec['val_loss']:.4f} "
+                             f"val_acc {rec['val_acc']:.3f} ({rec['seconds']:.2f}s)", progress, log)
+    hist.best_epoch = keeper.finish(model, n_epochs)
     model.eval()
     return hist
 

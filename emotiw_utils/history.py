@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -38,3 +38,36 @@ class EpochCurves:
         """Inverse of :meth:`to_dict` (for dataclasses with ``epochs``, ``best_epoch`` and ``config`` fields)."""
         return cls(epochs=[dict(e) for e in d.get("epochs", [])], best_epoch=int(d.get("best_epoch", 0)),
                    config=dict(d.get("config", {})))
+
+
+class BestWeights:
+    """Early stopping on a selection score: remembers the weights of the best-scoring epoch (ties ->
+    earliest) and puts them back at the end. ``enabled=False`` (no selection split, or a fixed number of
+    epochs): nothing is kept and the last weights stay."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = bool(enabled)
+        self.score = float("-inf")
+        self.epoch: int | None = None
+        self._state: dict | None = None
+
+    def update(self, model, epoch: int, score: float) -> None:
+        """Record ``model``'s weights if ``score`` beats every earlier epoch's (NaN never does)."""
+        if self.enabled and score > self.score:
+            self.score, self.epoch = float(score), int(epoch)
+            self._state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def finish(self, model, n_epochs: int) -> int:
+        """Restore the best weights into ``model``; return the epoch whose weights it now has."""
+        if self.enabled and self._state is not None:
+            model.load_state_dict(self._state)
+            return int(self.epoch)
+        return int(n_epochs)
+
+
+def report_epoch(line: str, progress: bool, log: Callable[[str], None] | None) -> None:
+    """Print an epoch's summary ``line`` (``progress``) and/or pass it to ``log``."""
+    if progress:
+        print(line, flush=True)
+    if log is not None:
+        log(line)

@@ -35,7 +35,6 @@ Deviations and choices the paper leaves open
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ import torch
 
 from emotiw_utils.checkpoints import read_payload, write_payload
 from emotiw_utils.errors import DataFormatError
-from emotiw_utils.history import EpochCurves
+from emotiw_utils.history import BestWeights, EpochCurves, report_epoch
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
@@ -316,7 +315,7 @@ def train_sequence_model(model: SequenceClassifier, sequences: Sequence[Any], la
                               "fixed_epochs": None if fixed_epochs is None else int(fixed_epochs),
                               "cell": model.cell, "hidden": model.hidden, "identity_scale": model.identity_scale,
                               "n_train": train.n, "n_select": 0 if val is None else val.n})
-    best_acc, best_state = -1.0, None
+    keeper = BestWeights(restore)
     for epoch in range(1, n_epochs + 1):
         t0 = time.perf_counter()
         perm = torch.randperm(train.n, generator=gen)
@@ -338,22 +337,14 @@ def train_sequence_model(model: SequenceClassifier, sequences: Sequence[Any], la
                                "val_loss": float("nan"), "val_acc": float("nan")}
         if val is not None:
             rec["val_loss"], rec["val_acc"] = _evaluate(model, val, yv, max(256, batch_size))
-            if restore and rec["val_acc"] > best_acc:
-                best_acc, hist.best_epoch = rec["val_acc"], epoch
-                best_state = copy.deepcopy({k: v.detach().clone() for k, v in model.state_dict().items()})
+            keeper.update(model, epoch, rec["val_acc"])
         rec["seconds"] = time.perf_counter() - t0
         hist.epochs.append(rec)
         if progress or log is not None:
-            line = (f"epoch {epoch}/{n_epochs} loss {rec['train_loss']:.4f} acc {rec['train_acc']:.3f} "
-                    f"val_loss {rec['val_loss']:.4f} val_acc {rec['val_acc']:.3f} ({rec['seconds']:.2f}s)")
-            if progress:
-                print(line, flush=True)
-            if log is not None:
-                log(line)
-    if restore and best_state is not None:
-        model.load_state_dict(best_state)
-    else:
-        hist.best_epoch = n_epochs
+            report_epoch(f"epoch {epoch}/{n_epochs} loss {rec['train_loss']:.4f} acc {rec['train_acc']:.3f} "
+                         f"val_loss {rec['val_loss']:.4f} val_acc {rec['val_acc']:.3f} ({rec['seconds']:.2f}s)",
+                         progress, log)
+    hist.best_epoch = keeper.finish(model, n_epochs)
     model.eval()
     return hist
 

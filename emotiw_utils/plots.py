@@ -7,6 +7,17 @@ import numpy as np
 from .constants import EMOTIONS, NUM_CLASSES
 
 
+def _finish_epoch_axes(fig, ax, ylabel: str, title: str):
+    """The common end of the per-epoch plots: labels, title, grid, legend, tight layout."""
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def _plt():
     import matplotlib.pyplot as plt
 
@@ -243,13 +254,7 @@ def learning_curves(history, series, best_epochs=None, title: str = "Learning cu
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish_epoch_axes(fig, ax, ylabel, title)
 
 
 def confusion_matrix(cm, title: str = "Confusion matrix (%)", classes=EMOTIONS, ax=None):
@@ -303,13 +308,7 @@ def seed_curves(histories, column: str = "val_acc", title: str = "Validation acc
         line, = ax.plot(h["epoch"], h[column], "-", lw=1.2, label=label)
         best = h[column].idxmax()
         ax.plot(h.loc[best, "epoch"], h.loc[best, column], "o", color=line.get_color(), ms=5)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish_epoch_axes(fig, ax, ylabel, title)
 
 
 def k_average_bins(frames, pooled, k: int, title: str = "k-average pooling of one clip", classes=EMOTIONS):

@@ -1,0 +1,20 @@
+"""Shared epoch bookkeeping of the trainers (emotiw_utils.history)."""
+
+from __future__ import annotations
+
+
+def test_best_weights_keeps_the_earliest_best_epoch_and_restores_it():
+    import torch
+
+    from emotiw_utils.history import BestWeights
+
+    model = torch.nn.Linear(2, 1)
+    keeper = BestWeights(True)
+    for epoch, score in enumerate([0.2, 0.5, 0.5, float("nan"), 0.4], start=1):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        keeper.update(model, epoch, score)
+    assert keeper.finish(model, 5) == 2 and float(model.weight.detach()[0, 0]) == 2.0
+    off = BestWeights(False)
+    off.update(model, 1, 0.9)
+    assert off.finish(model, 7) == 7 and float(model.weight.detach()[0, 0]) == 2.0
