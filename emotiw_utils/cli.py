@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import paths, profiles
+from . import paths, profiles, stages
 
 #: Errors reported as one line (no traceback) with exit code 1.
 _USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError, KeyError)
@@ -88,7 +88,7 @@ def _cmd_run(args) -> int:
         overrides = profiles.parse_overrides(args.params)
         if args.stages:
             for s in args.stages:
-                pipeline.resolve_stage_name(s)
+                stages.resolve_stage_name(s)
     except ValueError as e:
         run_parser.error(str(e))
     if args.seed is not None:
@@ -174,8 +174,8 @@ def _cmd_book(args) -> int:
 def _cmd_stages() -> int:
     from . import pipeline
 
-    width = max(len(s.name) for s in pipeline.STAGES)
-    for s in pipeline.STAGES:
+    width = max(len(s.name) for s in stages.STAGES)
+    for s in stages.STAGES:
         state = "ok     " if s.exists else "missing"
         print(f"{s.name:<{width}}  {state}  {s.notebook}  {s.title}")
     return 0

@@ -35,13 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts, paths, profiles
+from . import stages as registry  # not "stages": run_pipeline has a parameter of that name
+from .stages import EXECUTED_COPY, MANIFEST, Stage, resolve_stage_name
 from .device import device_description, resolve_device
 
 log = logging.getLogger(__name__)
 
-#: Copy of the executed notebook kept in the stage folder, so a cached stage can restore
-#: ``book/executed/NN_name.ipynb`` after another run (profile) overwrote it.
-EXECUTED_COPY = paths.EXECUTED_COPY
 #: Parameters the runner adds to every stage's parameters.
 INJECTED_PARAMETERS: tuple[str, ...] = ("stage", "run_dir", "afew_dir", "fer2013_path", "tfd_path", "synthetic",
                                         "device")
@@ -51,72 +50,9 @@ INJECTED_TAG = "injected-parameters"
 KERNEL_NAME = "python3"
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One stage: ``name`` (``NN_name``), ``notebook`` (path relative to the repository root) and chapter ``title``."""
-
-    name: str
-    notebook: str
-    title: str
-
-    @property
-    def source(self) -> Path:
-        """Absolute path of the notebook source (``notebook`` may also be absolute)."""
-        return paths.REPO_ROOT / self.notebook
-
-    @property
-    def exists(self) -> bool:
-        return self.source.is_file()
-
-
-#: All planned stages of the paper, in execution order (later issues add the notebooks).
-STAGES: list[Stage] = [
-    Stage("00_datasets", "notebooks/00_datasets.md", "Datasets: AFEW 5.0, FER2013 and TFD (section 2.1.1)"),
-    Stage("01_alignment", "notebooks/01_alignment.md", "Face detection and alignment (section 2.1.2)"),
-    Stage("02_cnn", "notebooks/02_cnn.md", "Frame-level CNN trained on static faces (section 2.1.3)"),
-    Stage("03_irnn", "notebooks/03_irnn.md", "Learning sequences with an IRNN (section 2.2)"),
-    Stage("04_kavg_svm", "notebooks/04_kavg_svm.md", "Aggregated CNN features and SVM (section 2.3)"),
-    Stage("05_audio", "notebooks/05_audio.md", "Audio features and SVM (section 3)"),
-    Stage("06_activity_sae", "notebooks/06_activity_sae.md", "Activity: spatio-temporal autoencoder (section 4)"),
-    Stage("07_fusion", "notebooks/07_fusion.md", "Feature-level fusion network (section 5.1)"),
-    Stage("08_random_search", "notebooks/08_random_search.md", "Decision-level fusion by random search (section 5.2)"),
-    Stage("09_submissions", "notebooks/09_submissions.md", "Challenge submissions (section 6.3, Table 2)"),
-    # The results page is a hand-written chapter of the book, executed like a stage so that every number
-    # on it is read from this run's artifacts.
-    Stage("10_results", "book/results.md", "Results beside the paper (Tables 1 and 2, Figures 4 and 5)"),
-]
-
-
-def stage_names() -> list[str]:
-    """Names of all planned stages, in order."""
-    return [s.name for s in STAGES]
-
-
 def available_stages() -> list[Stage]:
     """Stages whose notebook source exists."""
-    return [s for s in STAGES if s.exists]
-
-
-def get_stage(name: str) -> Stage:
-    """The stage called ``name`` (or a unique prefix, see :func:`resolve_stage_name`)."""
-    name = resolve_stage_name(name)
-    return next(s for s in STAGES if s.name == name)
-
-
-def resolve_stage_name(name: str) -> str:
-    """Full stage name for ``name``: an exact name (``03_irnn``) or a unique prefix (``03``).
-
-    ValueError listing the known stages otherwise.
-    """
-    names = stage_names()
-    name = str(name).strip()
-    if name in names:
-        return name
-    matches = [n for n in names if n.startswith(name)] if name else []
-    if len(matches) == 1:
-        return matches[0]
-    what = f"ambiguous stage {name!r} (matches {', '.join(matches)})" if matches else f"unknown stage {name!r}"
-    raise ValueError(f"{what}; known stages: {', '.join(names)}")
+    return [s for s in registry.STAGES if s.exists]
 
 
 def select_stages(requested: Iterable[str] | None = None) -> list[Stage]:
@@ -132,7 +68,7 @@ def select_stages(requested: Iterable[str] | None = None) -> list[Stage]:
     wanted = {resolve_stage_name(r) for r in requested}
     if not wanted:
         raise ValueError("no stages requested")
-    selected = [s for s in STAGES if s.name in wanted]
+    selected = [s for s in registry.STAGES if s.name in wanted]
     missing = [s for s in selected if not s.exists]
     if missing:
         avail = ", ".join(s.name for s in available_stages()) or "none"
@@ -324,7 +260,7 @@ def _read_manifest_quiet(sdir: Path) -> dict | None:
 def _upstream(run_dir: Path, stage: Stage) -> list[dict]:
     """``{stage, input_hash, run_id, status}`` of every earlier stage that has a manifest in ``run_dir``."""
     out = []
-    for s in STAGES:
+    for s in registry.STAGES:
         if s.name == stage.name:
             break
         m = _read_manifest_quiet(run_dir / s.name)
@@ -564,7 +500,7 @@ def run_pipeline(profile: str, stages: Iterable[str] | None = None, run_dir: str
             if progress:
                 print(f"[{stage.name}] cached (inputs unchanged)", file=sys.stderr, flush=True)
             continue
-        for s in STAGES[:STAGES.index(stage)]:
+        for s in registry.STAGES[:registry.STAGES.index(stage)]:
             m = _read_manifest_quiet(run_dir / s.name)
             if s.exists and (m is None or m.get("status") != "ok"):
                 log.warning("%s: earlier stage %s has no successful run in %s", stage.name, s.name, run_dir)
@@ -574,7 +510,7 @@ def run_pipeline(profile: str, stages: Iterable[str] | None = None, run_dir: str
         src_nb = jupytext.read(stage.source)
         src_nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)",
                                          "language": "python"}
-        (sdir / paths.MANIFEST).unlink(missing_ok=True)  # an interrupted run must not look cached
+        (sdir / MANIFEST).unlink(missing_ok=True)  # an interrupted run must not look cached
         started, t0 = artifacts.now_iso(), time.perf_counter()
         common_manifest = dict(stage=stage.name, parameters=sp, input_hash=input_hash, device=dev_desc,
                                run_id=uuid.uuid4().hex, profile=profile, notebook=stage.notebook,
@@ -616,7 +552,6 @@ def run_pipeline(profile: str, stages: Iterable[str] | None = None, run_dir: str
 
 
 __all__ = [
-    "DataPaths", "EXECUTED_COPY", "INJECTED_PARAMETERS", "STAGES", "Stage", "StageFailed", "StageResult",
-    "available_stages", "compute_input_hash", "format_summary", "get_stage", "resolve_data", "resolve_stage_name",
-    "run_pipeline", "select_stages", "stage_names",
+    "DataPaths", "INJECTED_PARAMETERS", "StageFailed", "StageResult", "available_stages", "compute_input_hash",
+    "format_summary", "resolve_data", "run_pipeline", "select_stages",
 ]

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from . import paths
+from . import paths, stages
 
 #: Known profiles (DESIGN.md "Profiles"); ``real`` reads user-supplied datasets.
 PROFILES: tuple[str, ...] = ("smoke", "demo", "full", "real")
@@ -65,15 +65,11 @@ def params_path(profile: str, params_dir: str | Path | None = None) -> Path:
 
 
 def _stage_names() -> list[str]:
-    from . import pipeline  # lazy: pipeline imports this module
-
-    return [s.name for s in pipeline.STAGES]
+    return [s.name for s in stages.STAGES]
 
 
 def _resolve_stage(name: str) -> str:
-    from . import pipeline
-
-    return pipeline.resolve_stage_name(name)
+    return stages.resolve_stage_name(name)
 
 
 def parse_overrides(items: Iterable[str] | None) -> dict[str, Any]:

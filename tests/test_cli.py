@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from emotiw_utils import cli, paths, pipeline
+from emotiw_utils import cli, paths, pipeline, stages
 
 
 def test_console_script_lists_stages():
@@ -18,8 +18,8 @@ def test_console_script_lists_stages():
     res = subprocess.run([str(exe), "stages"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
-    assert [ln.split()[0] for ln in lines] == pipeline.stage_names()
-    for ln, s in zip(lines, pipeline.STAGES):
+    assert [ln.split()[0] for ln in lines] == list(stages.STAGE_NAMES)
+    for ln, s in zip(lines, stages.STAGES):
         assert ln.split()[1] == ("ok" if s.exists else "missing")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from emotiw_utils import artifacts, paths, pipeline
+from emotiw_utils import artifacts, paths, pipeline, stages
 
 HEADER = """---
 jupytext:
@@ -123,11 +123,11 @@ def pipe(tmp_path_factory):
         "display_name": "wrong python", "language": "python"}))
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(pipeline, "STAGES", [
-        pipeline.Stage("00_a", str(nbdir / "a.md"), "A"),
-        pipeline.Stage("01_b", str(nbdir / "b.md"), "B"),
-        pipeline.Stage("02_fail", str(nbdir / "fail.md"), "Fails"),
-        pipeline.Stage("03_missing", str(nbdir / "missing.md"), "Not written yet"),
+    mp.setattr(stages, "STAGES", [
+        stages.Stage("00_a", str(nbdir / "a.md"), "A"),
+        stages.Stage("01_b", str(nbdir / "b.md"), "B"),
+        stages.Stage("02_fail", str(nbdir / "fail.md"), "Fails"),
+        stages.Stage("03_missing", str(nbdir / "missing.md"), "Not written yet"),
     ])
     mp.setattr(paths, "PARAMS_DIR", pdir)
     mp.setenv("JUPYTER_PATH", str(tmp / "jupyter"))
@@ -207,7 +207,7 @@ def test_manifest_contents(pipe):
     assert "git_commit" in m
     assert pipe["man_b1"]["upstream"] == [{"stage": "00_a", "input_hash": m["input_hash"], "run_id": m["run_id"],
                                            "status": "ok"}]
-    assert (pipe["run_dir"] / "00_a" / pipeline.EXECUTED_COPY).is_file()
+    assert (pipe["run_dir"] / "00_a" / stages.EXECUTED_COPY).is_file()
 
 
 def test_executed_notebook_has_folded_injected_parameters(pipe):
@@ -250,9 +250,9 @@ def test_failing_cell_raises_stage_failed(pipe):
 
 
 def test_selection_errors(pipe, monkeypatch):
-    monkeypatch.setattr(pipeline, "STAGES", [
-        pipeline.Stage("00_a", str(pipe["tmp"] / "notebooks" / "a.md"), "A"),
-        pipeline.Stage("03_missing", str(pipe["tmp"] / "notebooks" / "missing.md"), "M"),
+    monkeypatch.setattr(stages, "STAGES", [
+        stages.Stage("00_a", str(pipe["tmp"] / "notebooks" / "a.md"), "A"),
+        stages.Stage("03_missing", str(pipe["tmp"] / "notebooks" / "missing.md"), "M"),
     ])
     assert [s.name for s in pipeline.select_stages(None)] == ["00_a"]
     assert [s.name for s in pipeline.select_stages(["00"])] == ["00_a"]
@@ -287,10 +287,10 @@ def test_input_hash_depends_on_everything():
 
 
 def test_stage_list_and_summary():
-    names = pipeline.stage_names()
+    names = list(stages.STAGE_NAMES)
     assert names == ["00_datasets", "01_alignment", "02_cnn", "03_irnn", "04_kavg_svm", "05_audio",
                      "06_activity_sae", "07_fusion", "08_random_search", "09_submissions", "10_results"]
-    assert pipeline.resolve_stage_name("03") == "03_irnn"
+    assert stages.resolve_stage_name("03") == "03_irnn"
     table = pipeline.format_summary([pipeline.StageResult("00_datasets", "ran", 3.21, None),
                                      pipeline.StageResult("01_alignment", "cached", 0.0, None),
                                      pipeline.StageResult("02_cnn", "ran", 125.0, None)])
