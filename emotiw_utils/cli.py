@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="execute the notebooks (stages) of a profile with papermill")
     run.add_argument("--profile", choices=profiles.PROFILES, default="demo", help="parameter profile (default: demo)")
     run.add_argument("--stages", nargs="+", metavar="STAGE",
-                     help="stages to run, by name or prefix (e.g. 03_irnn or 03); default: all available")
+                     help=f"stages to run, by name or prefix (e.g. {stages.IRNN.name} or {stages.IRNN.number}); "
+                          "default: all available")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                      help="torch device (default: the profile's common.device, normally auto)")
     run.add_argument("--run-dir", type=Path, default=None, help="artifact folder (default: runs/<profile>)")

@@ -83,7 +83,7 @@ class Record:
         for f in dataclasses.fields(cls):
             if f.name not in d:
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    raise ValueError(f"{cls.__name__}: metrics.json lacks {f.name!r}")
+                    raise ValueError(f"{cls.__name__}: {stages.METRICS} lacks {f.name!r}")
                 continue
             kw[f.name] = _convert(cls, f.name, d[f.name])
         return cls(**kw)
