@@ -2,8 +2,8 @@
 
 One :class:`Stage` per notebook: its name (``NN_name``), notebook, chapter title, paper section, the
 stages whose artifacts it reads, every file it writes (its :class:`Artifact`\\ s, names defined here and
-nowhere else), the typed record its ``metrics.json`` holds (:mod:`emotiw_utils.records`), and which of its
-files are fitted models (what a finished run needs to be applied to a new clip) or caches (computed without
+nowhere else), the typed record its ``metrics.json`` holds (:mod:`emotiw_utils.records`), the modality name
+under which decision fusion combines its outputs, and which of its files are fitted models (what a finished run needs to be applied to a new clip) or caches (computed without
 labels, reused by the submission chains).
 
 The runner (:mod:`emotiw_utils.pipeline`), the parameter profiles, the notebooks, the submissions and the
@@ -28,7 +28,7 @@ from . import paths
 __all__ = [
     "ACTIVITY", "ALIGNMENT", "AUDIO", "Artifact", "CLIP_PROBS", "CNN", "DATASETS", "EXECUTED_COPY",
     "FUSION", "FUSION_FEATURES", "IRNN", "KAVG", "MANIFEST", "METRICS", "RESULTS", "SEARCH", "STAGES",
-    "STAGE_NAMES", "SUBMISSIONS", "Stage", "get", "resolve_stage_name",
+    "STAGE_NAMES", "SUBMISSIONS", "Stage", "get", "modality_stages", "resolve_stage_name",
 ]
 
 #: Files every stage writes in its folder ``{run_dir}/{stage}/``.
@@ -79,6 +79,9 @@ class Stage:
     models: tuple[str, ...] = ()
     caches: tuple[str, ...] = ()
     record: str | None = None
+    #: The key under which decision-level fusion (08) combines this stage's ``clip_probs`` (None: not a
+    #: modality of the search).
+    modality: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [k for k in (*self.models, *self.caches) if k not in self.artifacts]
@@ -150,7 +153,7 @@ IRNN = Stage(
     reads=("01_alignment", "02_cnn"), artifacts={
         "irnn": _a("irnn.pt", "the sequence model: config, weights, input scaler, learning curves"),
         "clip_probs": CLIP_PROBS, "fusion_features": FUSION_FEATURES,
-    }, models=("irnn",), record="IrnnRecord")
+    }, models=("irnn",), record="IrnnRecord", modality="rnn")
 KAVG = Stage(
     "04_kavg_svm", "notebooks/04_kavg_svm.md", "Aggregated CNN features and SVM (section 2.3)", "2.3",
     reads=("02_cnn", "03_irnn"), artifacts={
@@ -158,7 +161,7 @@ KAVG = Stage(
         "clip_probs": CLIP_PROBS,
         "frame_average": _a("clip_probs_frame_average_{split}.npz", "the frame-averaging baseline's probabilities"),
         "fusion_features": FUSION_FEATURES,
-    }, models=("svm",), record="SvmRecord")
+    }, models=("svm",), record="SvmRecord", modality="kavg")
 AUDIO = Stage(
     "05_audio", "notebooks/05_audio.md", "Audio features and SVM (section 3)", "3",
     artifacts={
@@ -167,7 +170,7 @@ AUDIO = Stage(
         "projection": _a("audio_projection.skops", "the PCA whitening that gives the fusion network's 10 inputs"),
         "prior": _a("audio_prior.npz", "the class prior given to clips without audio"),
         "clip_probs": CLIP_PROBS, "fusion_features": FUSION_FEATURES,
-    }, models=("model", "projection", "prior"), caches=("is10",), record="AudioRecord")
+    }, models=("model", "projection", "prior"), caches=("is10",), record="AudioRecord", modality="audio")
 ACTIVITY = Stage(
     "06_activity_sae", "notebooks/06_activity_sae.md", "Activity: spatio-temporal autoencoder (section 4)", "4",
     artifacts={
@@ -175,14 +178,14 @@ ACTIVITY = Stage(
                                                 "histogram (cache keyed by settings and files)"),
         "svm": _a("activity_svm.skops", "the RBF SVM on the bag-of-words histograms"),
         "clip_probs": CLIP_PROBS,
-    }, models=("features", "svm"), caches=("features",), record="SvmRecord")
+    }, models=("features", "svm"), caches=("features",), record="SvmRecord", modality="activity")
 FUSION = Stage(
     "07_fusion", "notebooks/07_fusion.md", "Feature-level fusion network (section 5.1)", "5.1",
     reads=("03_irnn", "04_kavg_svm", "05_audio", "06_activity_sae"), artifacts={
         "fusion": _a("fusion_{regime}.pt", "the fusion network of one training regime, with its input scaler"),
         "regime_probs": _a("clip_probs_{regime}_{split}.npz", "per-clip probabilities of one regime's network"),
         "clip_probs": CLIP_PROBS,
-    }, models=("fusion",), record="FusionRecord")
+    }, models=("fusion",), record="FusionRecord", modality="fusion")
 SEARCH = Stage(
     "08_random_search", "notebooks/08_random_search.md", "Decision-level fusion by random search (section 5.2)",
     "5.2", reads=("03_irnn", "04_kavg_svm", "05_audio", "06_activity_sae", "07_fusion"),
@@ -229,7 +232,15 @@ def get(name: str) -> Stage:
     return next(s for s in STAGES if s.name == name)
 
 
+def modality_stages() -> dict[str, Stage]:
+    """Modality name -> the stage whose ``clip_probs`` decision fusion combines under it, in stage order."""
+    return {s.modality: s for s in STAGES if s.modality is not None}
+
+
 def _check_registry() -> None:
+    modalities = [s.modality for s in STAGES if s.modality is not None]
+    if len(set(modalities)) != len(modalities):
+        raise ValueError(f"a modality is declared by two stages: {modalities}")
     for s in STAGES:
         later = [r for r in s.reads if r not in STAGE_NAMES or STAGE_NAMES.index(r) >= STAGE_NAMES.index(s.name)]
         if later:
