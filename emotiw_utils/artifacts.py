@@ -1,10 +1,10 @@
-"""The stage artifacts contract (DESIGN.md, "Stages and artifacts").
+"""Reading and writing stage artifacts (file names: :mod:`emotiw_utils.stages`).
 
 Every stage writes under ``{run_dir}/{NN_stage}/``. Writes are atomic: a file is produced under a
 temporary name in its destination folder and renamed onto the final name (``os.replace``) only once
 it is complete, so an interrupted stage never leaves a truncated artifact behind.
 
-Files (names in :mod:`emotiw_utils.paths`):
+Files:
 
 * ``manifest.json``: what produced the stage (parameters, seed, input hash, package versions, git
   commit, device, wall time, timestamps, status); written by the runner.

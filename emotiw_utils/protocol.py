@@ -1,9 +1,8 @@
 """The partition protocol of the clip-level stages (03-08): which AFEW splits train, which one selects.
 
-DESIGN.md: "Partition protocol is a parameter, not code: ``train_splits``, ``select_split`` (early
-stopping, grid search, random search), ``fixed_epochs`` (retrain with epochs taken from a reference
-run)". The paper's Table 2 uses three kinds of run (section 6.3): train on Train and select on Val;
-the swap (train on Val, select on Train); and a retraining on Train+Val that keeps every
+The partition protocol is a parameter, not code: ``train_splits``, ``select_split`` (early stopping, grid
+search, random search) and fixed hyperparameters taken from a reference run (``fixed_epochs``, ``svm_C``...).
+The paper's Table 2 uses three kinds of run (section 6.3): train on Train and select on Val; the swap (train on Val, select on Train); and a retraining on Train+Val that keeps every
 hyperparameter of a reference run, so nothing is selected. :func:`check_partition` validates one such
 choice and says clearly what is wrong with a bad one; every clip-level notebook calls it first.
 """
