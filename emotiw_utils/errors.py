@@ -15,3 +15,8 @@ class DataFormatError(ValueError):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self):
+        # Rebuilt from (path, problem), so the error crosses process boundaries intact (a worker of a
+        # multiprocessing pool raises it; the default pickling would call __init__ with the message only).
+        return (type(self), (self.path, self.problem))
