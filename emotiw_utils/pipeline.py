@@ -21,10 +21,9 @@ manifest is ``ok`` with the same hash, and whose executed notebook is available,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import logging
-import os
 import shutil
 import sys
 import time
@@ -36,10 +35,10 @@ from typing import Any
 
 from . import artifacts, paths, profiles
 from . import stages as registry  # not "stages": run_pipeline has a parameter of that name
-from .stages import EXECUTED_COPY, MANIFEST, Stage, resolve_stage_name
+from .atomic import atomic_path
 from .device import device_description, resolve_device
+from .stages import EXECUTED_COPY, MANIFEST, Stage, resolve_stage_name
 
-log = logging.getLogger(__name__)
 
 #: Parameters the runner adds to every stage's parameters.
 INJECTED_PARAMETERS: tuple[str, ...] = ("stage", "run_dir", "afew_dir", "fer2013_path", "tfd_path", "synthetic",
@@ -453,6 +452,19 @@ def _failure(stage: Stage, exc: BaseException, src_nb, executed: Path) -> StageF
                        ename=ename, evalue=evalue_s, executed_path=executed)
 
 
+def _upstream_refusal(stage: Stage, run_dir: Path, profile: str) -> str | None:
+    """Why ``stage`` must not start (a stage it reads has no successful run in ``run_dir``), or None."""
+    for name in stage.reads:
+        m = _read_manifest_quiet(run_dir / name)
+        if m is not None and m.get("status") == "ok":
+            continue
+        state = "has not run" if m is None else "failed" if m.get("status") == "failed" else "did not finish"
+        where = "" if run_dir == paths.default_run_dir(profile).resolve() else f" --run-dir {run_dir}"
+        return (f"stage {stage.name} reads {name}, which {state} in {run_dir}; run it first: "
+                f"emotiw run --profile {profile}{where} --stages {name}")
+    return None
+
+
 def run_pipeline(profile: str, stages: Iterable[str] | None = None, run_dir: str | Path | None = None,
                  device: str | None = None, data: DataPaths | None = None, recompute: bool = False,
                  overrides: Mapping[str, Any] | Iterable[str] | None = None, progress: bool = True,
@@ -500,10 +512,10 @@ def run_pipeline(profile: str, stages: Iterable[str] | None = None, run_dir: str
             if progress:
                 print(f"[{stage.name}] cached (inputs unchanged)", file=sys.stderr, flush=True)
             continue
-        for s in registry.STAGES[:registry.STAGES.index(stage)]:
-            m = _read_manifest_quiet(run_dir / s.name)
-            if s.exists and (m is None or m.get("status") != "ok"):
-                log.warning("%s: earlier stage %s has no successful run in %s", stage.name, s.name, run_dir)
+        refusal = _upstream_refusal(stage, run_dir, profile)
+        if refusal is not None:
+            results.append(StageResult(stage.name, "failed", 0.0, None, refusal))
+            raise StageFailed(refusal, stage=stage.name, notebook=stage.notebook, results=results)
 
         if progress:
             print(f"[{stage.name}] running {stage.notebook} on {dev}", file=sys.stderr, flush=True)
@@ -533,18 +545,29 @@ def run_pipeline(profile: str, stages: Iterable[str] | None = None, run_dir: str
             else:
                 failure = _failure(stage, exc, src_nb, executed)
             err = str(failure) if failure is not None else "interrupted"
-            artifacts.write_manifest(sdir, status="failed", wall_time_s=wall, started=started,
-                                     finished=artifacts.now_iso(), error=err, **common_manifest)
+            with contextlib.suppress(OSError):  # e.g. a full disk: the stage then simply has no manifest
+                artifacts.write_manifest(sdir, status="failed", wall_time_s=wall, started=started,
+                                         finished=artifacts.now_iso(), error=err, **common_manifest)
             results.append(StageResult(stage.name, "failed", wall, executed if executed.exists() else None, err))
             if failure is None:
                 raise
             failure.results = results
             raise failure from (None if failure is exc else exc)
         wall = time.perf_counter() - t0
-        shutil.copyfile(executed, sdir / (EXECUTED_COPY + ".tmp"))
-        os.replace(sdir / (EXECUTED_COPY + ".tmp"), sdir / EXECUTED_COPY)
-        artifacts.write_manifest(sdir, status="ok", wall_time_s=wall, started=started, finished=artifacts.now_iso(),
-                                 executed_sha256=_sha256_file(executed), **common_manifest)
+        try:
+            with atomic_path(sdir / EXECUTED_COPY) as tmp:
+                shutil.copyfile(executed, tmp)
+            artifacts.write_manifest(sdir, status="ok", wall_time_s=wall, started=started,
+                                     finished=artifacts.now_iso(), executed_sha256=_sha256_file(executed),
+                                     **common_manifest)
+        except OSError as exc:
+            err = (f"stage {stage.name} ran, but its outputs could not be recorded in {sdir}: "
+                   f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else ""))
+            with contextlib.suppress(OSError):
+                artifacts.write_manifest(sdir, status="failed", wall_time_s=wall, started=started,
+                                         finished=artifacts.now_iso(), error=err, **common_manifest)
+            results.append(StageResult(stage.name, "failed", wall, executed, err))
+            raise StageFailed(err, stage=stage.name, notebook=stage.notebook, results=results) from exc
         results.append(StageResult(stage.name, "ran", wall, executed))
         if progress:
             print(f"[{stage.name}] done in {_fmt_seconds(wall)}", file=sys.stderr, flush=True)
