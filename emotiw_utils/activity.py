@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emotiw_utils.device import DEVICE_SPECS, resolve_device
+from emotiw_utils.device import torch_device
 
 __all__ = [
     "BLOCK_DEPTH",
@@ -340,12 +340,6 @@ def _contrast(flat: np.ndarray, eps: float) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 
-def _resolve(device: Any) -> torch.device:
-    if isinstance(device, str) and device.strip().lower() in DEVICE_SPECS:
-        return torch.device(resolve_device(device))
-    return torch.device(device)
-
-
 class SynchronyAutoencoder(nn.Module):
     """Synchrony autoencoder with tied weights (Konda, Memisevic & Michalski, ICLR 2014).
 
@@ -451,7 +445,7 @@ def train_sae(model, x: Any, epochs: int = 30, batch_size: int = 256, lr: float 
         raise ValueError(f"noise_kind must be 'mask' or 'gaussian', got {noise_kind!r}")
     if noise < 0 or (noise_kind == "mask" and noise >= 1):
         raise ValueError(f"noise must be in [0, 1) for masking and >= 0 for Gaussian noise, got {noise!r}")
-    dev = _resolve(device)
+    dev = torch_device(device)
     data = _as_tensor(x, dev)
     if data.shape[1] != model.input_dim:
         raise ValueError(f"x has {data.shape[1]} values per row, the model expects {model.input_dim}")
@@ -509,11 +503,8 @@ def encode_blocks(model, x: Any, batch_size: int = 4096, device: Any = None) -> 
     """
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if device is None:
-        dev = model.weight.device
-    else:
-        dev = _resolve(device)
-        model.to(dev)
+    dev = torch_device(device, model)
+    model.to(dev)
     xs = x if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float32)
     if xs.ndim != 2 or xs.shape[1] != model.input_dim:
         raise ValueError(f"expected (n, {model.input_dim}) whitened blocks, got shape {tuple(xs.shape)}")

@@ -29,7 +29,7 @@ import torch
 from emotiw_utils import activity
 from emotiw_utils.artifacts import save_npz_atomic
 from emotiw_utils.constants import AFEW_SPLITS
-from emotiw_utils.device import resolve_device
+from emotiw_utils.device import resolve_device, torch_device
 
 __all__ = ["ActivityFeatures", "ActivitySettings", "features_key", "split_paths"]
 
@@ -71,7 +71,7 @@ def features_key(paths: Mapping[str, Sequence[str | Path]], sae_splits: Sequence
     """SHA-256 naming one learning of the features: settings, seed, device type, torch version, the splits
     the SAE learns from and every video file (resolved path, size, modification time), split by split."""
     h = hashlib.sha256(json.dumps({"settings": asdict(settings), "seed": int(seed), "sae_splits": list(sae_splits),
-                                   "device": torch.device(device).type, "torch": torch.__version__},
+                                   "device": torch_device(device).type, "torch": torch.__version__},
                                   sort_keys=True).encode())
     for split in sorted(paths):
         h.update(f"\n[{split}]".encode())

@@ -56,7 +56,7 @@ from torch.nn import functional as F
 
 from emotiw_utils.checkpoints import read_payload, write_payload
 from emotiw_utils.constants import FER_SIZE, NUM_CLASSES, UNKNOWN_LABEL
-from emotiw_utils.device import DEVICE_SPECS, resolve_device
+from emotiw_utils.device import torch_device
 from emotiw_utils.history import EpochCurves
 from emotiw_utils.errors import DataFormatError
 
@@ -434,18 +434,6 @@ def centre_crop(x: torch.Tensor, crop: int) -> torch.Tensor:
 
 # ---- device helpers -----------------------------------------------------------------------------
 
-def _resolve(device: Any, model: nn.Module | None = None) -> torch.device:
-    if device is None:
-        if model is None:
-            return torch.device("cpu")
-        return next(model.parameters()).device
-    if isinstance(device, torch.device):
-        return device
-    if str(device).strip().lower() in DEVICE_SPECS:
-        return torch.device(resolve_device(str(device)))
-    return torch.device(device)
-
-
 def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
     if not amp:
         return contextlib.nullcontext()
@@ -626,7 +614,7 @@ def train_cnn(model: FrameCNN, images: Any, labels: Any, *,
         raise ValueError(f"select_on={select_on!r} is not a monitor; monitors: {', '.join(monitors) or 'none'}")
     if patience is not None and select_on is None:
         raise ValueError("patience needs select_on (the monitor whose accuracy must improve)")
-    dev = _resolve(device, model)
+    dev = torch_device(device, model)
     eval_batch_size = _batch_size(eval_batch_size, dev)
     cfg = model.config
     size, crop = cfg.image_size, cfg.crop
@@ -773,7 +761,7 @@ def _iter_outputs(model: FrameCNN, images: Any, layer: str, batch_size: int | No
                   amp: bool, flip_average: bool) -> Iterator[torch.Tensor]:
     """Shared batch loop of the inference functions (centre crop, eval mode, no grad, data moved once)."""
     model.config._check_layer(layer)
-    dev = _resolve(device, model)
+    dev = torch_device(device, model)
     batch_size = _batch_size(batch_size, dev)
     _prepare_device(model, dev, None)
     cl = True
@@ -819,7 +807,7 @@ def layer_activations(model: FrameCNN, images: Any, layer: str = "conv2", batch_
     ``(N, C, H', W')``. Centre crop, eval mode (previous mode restored), no gradients; the output is
     preallocated and filled batch by batch (see :func:`iter_layer_activations`).
     """
-    dev = _resolve(device, model)
+    dev = torch_device(device, model)
     shape = model.feature_shape(layer)
     n = len(_image_tensor(images))
     out = torch.empty((n, int(np.prod(shape))) if flatten else (n, *shape), dtype=torch.float32, device=dev)
@@ -838,7 +826,7 @@ def predict_logits(model: FrameCNN, images: Any, batch_size: int | None = None, 
     ``2 * batch_size``). Eval mode (previous mode restored), no gradients; ``device``: None -> the model's
     device (else the model is moved there, in place); ``amp``: bf16 autocast.
     """
-    dev = _resolve(device, model)
+    dev = torch_device(device, model)
     n = len(_image_tensor(images))
     out = torch.empty((n, model.config.n_classes), dtype=torch.float32, device=dev)
     i = 0
@@ -890,7 +878,7 @@ def load_checkpoint(path: str | Path, device: Any = "cpu") -> CnnCheckpoint:
         history = CnnHistory.from_dict(payload["history"]) if payload.get("history") is not None else None
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
         raise DataFormatError(path, f"corrupt CNN checkpoint: {type(e).__name__}: {e}") from e
-    model.to(_resolve(device)).eval()
+    model.to(torch_device(device)).eval()
     return CnnCheckpoint(model=model, history=history, extra=payload.get("extra"))
 
 

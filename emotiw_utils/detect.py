@@ -321,14 +321,6 @@ def _as_image_list(images: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray
     return items
 
 
-def _resolve_device(device: Any) -> Any:
-    if isinstance(device, str) and device.strip().lower() in ("auto", "cpu", "cuda"):
-        from emotiw_utils.device import resolve_device
-
-        return resolve_device(device)
-    return device
-
-
 class FaceDetector:
     """MTCNN (facenet-pytorch weights) keeping one face per image; paper section 2.1.2, step 1.
 
@@ -368,10 +360,10 @@ class FaceDetector:
         thresholds = tuple(float(t) for t in thresholds)
         if len(thresholds) != 3 or not all(0.0 <= t <= 1.0 for t in thresholds):
             raise ValueError(f"thresholds must be three probabilities (P-Net, R-Net, O-Net); got {thresholds!r}")
-        import torch
+        from emotiw_utils.device import torch_device
 
         facenet = import_facenet()
-        self.device = torch.device(_resolve_device(device))
+        self.device = torch_device(device)
         self.min_face_size = float(min_face_size)
         self.thresholds = thresholds
         self.upsample_to = None if upsample_to is None else int(upsample_to)

@@ -1,10 +1,12 @@
-"""Device selection and seeding. torch is imported lazily, inside the functions."""
+"""Device selection and seeding: :func:`resolve_device` (a ``--device`` spec -> ``"cpu"``/``"cuda"``) and
+:func:`torch_device` (any ``device`` argument -> a ``torch.device``). torch is imported lazily, inside the functions."""
 
 from __future__ import annotations
 
 import os
 import platform
 import random
+from typing import Any
 
 #: Accepted values of a ``device`` parameter.
 DEVICE_SPECS = ("auto", "cpu", "cuda")
@@ -32,6 +34,26 @@ def resolve_device(spec: str = "auto") -> str:
             f"(torch {torch.__version__}, built with CUDA {torch.version.cuda or 'none'}); "
             "use --device cpu or --device auto, or install a CUDA build of torch (see README)")
     return "cuda"
+
+
+def torch_device(device: Any = None, model: Any = None):  # -> torch.device
+    """The one way a ``device`` argument becomes a ``torch.device`` (every trainer and predictor uses it).
+
+    * None: the device of ``model``'s parameters (CPU when no model is given);
+    * a ``torch.device``: itself;
+    * ``'auto'``, ``'cpu'``, ``'cuda'`` (any case, surrounding spaces ignored): :func:`resolve_device`
+      (so ``'auto'`` picks CUDA when usable, and ``'cuda'`` without a GPU is a RuntimeError);
+    * any other string (``'cuda:1'``) or device index: ``torch.device(device)``.
+    """
+    import torch
+
+    if device is None:
+        return next(model.parameters()).device if model is not None else torch.device("cpu")
+    if isinstance(device, torch.device):
+        return device
+    if isinstance(device, str) and device.strip().lower() in DEVICE_SPECS:
+        return torch.device(resolve_device(device))
+    return torch.device(device)
 
 
 def _cpu_model() -> str:

@@ -66,6 +66,7 @@ import numpy as np
 import torch
 
 from emotiw_utils.checkpoints import read_payload, write_payload
+from emotiw_utils.device import torch_device
 from emotiw_utils.errors import DataFormatError
 from emotiw_utils.history import BestWeights, EpochCurves, report_epoch
 from torch import nn
@@ -454,7 +455,7 @@ def train_fusion(model: FusionNet, features: Mapping[str, Any], labels: Any, *,
     (overrides ``epochs``) and keep the last weights (``select``, if given, is only monitored).
     ``progress``: print a line per epoch; ``log``: called with that line. Returns a :class:`FusionHistory`.
     """
-    dev = torch.device(device)
+    dev = torch_device(device, model)
     n_epochs = int(fixed_epochs if fixed_epochs is not None else epochs)
     if n_epochs < 1:
         raise ValueError(f"need at least one epoch, got {n_epochs}")
@@ -528,7 +529,7 @@ def predict_proba(model: FusionNet, features: Mapping[str, Any], device: Any = "
 
     ``device=None``: the model's device. The model is evaluated in eval mode (no dropout).
     """
-    dev = model.device if device is None else torch.device(device)
+    dev = torch_device(device, model)
     model.to(dev)
     was_training = model.training
     model.eval()
@@ -582,5 +583,5 @@ def load_fusion(path: str | Path, device: Any = "cpu") -> FusionCheckpoint:
         history = FusionHistory.from_dict(payload["history"]) if payload.get("history") is not None else None
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
         raise DataFormatError(path, f"corrupt fusion-model checkpoint: {type(e).__name__}: {e}") from e
-    model.to(torch.device(device)).eval()
+    model.to(torch_device(device)).eval()
     return FusionCheckpoint(model=model, scaler=scaler, history=history, extra=payload.get("extra"))

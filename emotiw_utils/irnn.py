@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from emotiw_utils.checkpoints import read_payload, write_payload
+from emotiw_utils.device import torch_device
 from emotiw_utils.errors import DataFormatError
 from emotiw_utils.history import BestWeights, EpochCurves, report_epoch
 from torch import nn
@@ -194,10 +195,6 @@ def _labels(labels: Any, n: int, n_classes: int, device: torch.device, name: str
     return y.to(device)
 
 
-def _resolve(device: Any, model: nn.Module) -> torch.device:
-    return model.device if device is None else torch.device(device)
-
-
 @dataclass
 class InputScaler:
     """Per-dimension standardisation of the frame features, fitted on the training frames.
@@ -292,7 +289,7 @@ def train_sequence_model(model: SequenceClassifier, sequences: Sequence[Any], la
     ``fixed_epochs=history.best_epoch`` retrains for the selected number of epochs.
     ``progress``: print a line per epoch; ``log``: called with that line. Returns a :class:`SeqHistory`.
     """
-    dev = torch.device(device)
+    dev = torch_device(device, model)
     n_epochs = int(fixed_epochs if fixed_epochs is not None else epochs)
     if n_epochs < 1:
         raise ValueError(f"need at least one epoch, got {n_epochs}")
@@ -355,7 +352,7 @@ def train_sequence_model(model: SequenceClassifier, sequences: Sequence[Any], la
 @torch.no_grad()
 def _run(model: SequenceClassifier, sequences: Sequence[Any], batch_size: int, device: Any,
          fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> np.ndarray:
-    dev = _resolve(device, model)
+    dev = torch_device(device, model)
     model.to(dev)
     was_training = model.training
     model.eval()
@@ -420,5 +417,5 @@ def load_irnn(path: str | Path, device: Any = "cpu") -> IrnnCheckpoint:
         history = SeqHistory.from_dict(payload["history"]) if payload.get("history") is not None else None
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
         raise DataFormatError(path, f"corrupt sequence-model checkpoint: {type(e).__name__}: {e}") from e
-    model.to(torch.device(device)).eval()
+    model.to(torch_device(device)).eval()
     return IrnnCheckpoint(model=model, scaler=scaler, history=history, extra=payload.get("extra"))

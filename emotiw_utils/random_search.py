@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from emotiw_utils.constants import NUM_CLASSES, UNKNOWN_LABEL
+from emotiw_utils.device import torch_device
 
 __all__ = ["PAPER_SPEC", "SearchResult", "SearchSpec", "all_subsets", "fuse", "random_search"]
 
@@ -161,7 +162,7 @@ def random_search(probs: Mapping[str, Any], labels: Any, spec: SearchSpec = PAPE
         raise ValueError("no labelled clip to search on")
     if not np.isfinite(p_np).all():
         raise ValueError("probabilities contain NaN or inf")
-    dev = torch.device(device)
+    dev = torch_device(device)
     bs = max(1, int(batch_size))
     p = torch.from_numpy(p_np[:, keep]).to(dev)
     m, n_clips, c = p.shape
