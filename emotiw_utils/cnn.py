@@ -54,11 +54,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from emotiw_utils.checkpoints import read_payload, write_payload
+from emotiw_utils.checkpoints import read_model, write_model
 from emotiw_utils.constants import FER_SIZE, NUM_CLASSES, UNKNOWN_LABEL
 from emotiw_utils.device import torch_device
 from emotiw_utils.history import EpochCurves
-from emotiw_utils.errors import DataFormatError
 
 __all__ = [
     "ARCHITECTURES",
@@ -855,12 +854,8 @@ def save_cnn(path: str | Path, model: FrameCNN, history: CnnHistory | None = Non
     tensors, ``history`` as a plain dict; ``extra`` must hold plain python values / tensors only so that
     :func:`load_cnn` can read it with ``torch.load(weights_only=True)``.
     """
-    return write_payload(path, CHECKPOINT_FORMAT, _CHECKPOINT_VERSION, {
-        "config": model.config.to_dict(),
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-        "history": history.to_dict() if history is not None else None,
-        "extra": dict(extra) if extra is not None else None,
-    })
+    return write_model(path, CHECKPOINT_FORMAT, _CHECKPOINT_VERSION, model, model.config.to_dict(), history=history,
+                       extra=extra)
 
 
 def load_checkpoint(path: str | Path, device: Any = "cpu") -> CnnCheckpoint:
@@ -869,17 +864,9 @@ def load_checkpoint(path: str | Path, device: Any = "cpu") -> CnnCheckpoint:
     FileNotFoundError if ``path`` does not exist; :class:`~emotiw_utils.errors.DataFormatError` if it is not
     a CNN checkpoint of this project.
     """
-    path = Path(path)
-    payload = read_payload(path, CHECKPOINT_FORMAT, _CHECKPOINT_VERSION, "CNN checkpoint")
-    try:
-        config = CnnConfig.from_dict(payload["config"])
-        model = FrameCNN(config)
-        model.load_state_dict(payload["state_dict"])
-        history = CnnHistory.from_dict(payload["history"]) if payload.get("history") is not None else None
-    except (KeyError, ValueError, TypeError, RuntimeError) as e:
-        raise DataFormatError(path, f"corrupt CNN checkpoint: {type(e).__name__}: {e}") from e
-    model.to(torch_device(device)).eval()
-    return CnnCheckpoint(model=model, history=history, extra=payload.get("extra"))
+    ck = read_model(path, CHECKPOINT_FORMAT, _CHECKPOINT_VERSION, "CNN checkpoint",
+                    lambda config: FrameCNN(CnnConfig.from_dict(config)), device=device, history=CnnHistory.from_dict)
+    return CnnCheckpoint(model=ck.model, history=ck.history, extra=ck.extra)
 
 
 def load_cnn(path: str | Path, device: Any = "cpu") -> FrameCNN:

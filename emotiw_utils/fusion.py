@@ -65,9 +65,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from emotiw_utils.checkpoints import read_payload, write_payload
+from emotiw_utils.checkpoints import read_model, write_model
 from emotiw_utils.device import torch_device
-from emotiw_utils.errors import DataFormatError
 from emotiw_utils.history import BestWeights, EpochCurves, report_epoch
 from torch import nn
 from torch.nn import functional as F
@@ -561,27 +560,16 @@ class FusionCheckpoint:
 def save_fusion(path: str | Path, model: FusionNet, scaler: FeatureScaler | None,
                 history: FusionHistory | None = None, extra: Mapping[str, Any] | None = None) -> Path:
     """Write the fusion network (constructor arguments + weights), scaler and history atomically (weights-only)."""
-    return write_payload(path, FUSION_FORMAT, _FUSION_VERSION, {
-        "config": model.config,
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-        "scaler": None if scaler is None else {
-            "mean": {m: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for m, a in scaler.mean.items()},
-            "std": {m: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for m, a in scaler.std.items()}},
-        "history": history.to_dict() if history is not None else None,
-        "extra": dict(extra) if extra is not None else None,
-    })
+    stored = None if scaler is None else {
+        "mean": {m: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for m, a in scaler.mean.items()},
+        "std": {m: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for m, a in scaler.std.items()}}
+    return write_model(path, FUSION_FORMAT, _FUSION_VERSION, model, model.config, history=history, extra=extra,
+                       scaler=stored)
 
 
 def load_fusion(path: str | Path, device: Any = "cpu") -> FusionCheckpoint:
     """Read a :func:`save_fusion` file. FileNotFoundError if missing; DataFormatError if not such a file."""
-    path = Path(path)
-    payload = read_payload(path, FUSION_FORMAT, _FUSION_VERSION, "fusion-model checkpoint")
-    try:
-        model = FusionNet(**payload["config"])
-        model.load_state_dict(payload["state_dict"])
-        scaler = FeatureScaler.from_dict(payload["scaler"]) if payload.get("scaler") is not None else None
-        history = FusionHistory.from_dict(payload["history"]) if payload.get("history") is not None else None
-    except (KeyError, ValueError, TypeError, RuntimeError) as e:
-        raise DataFormatError(path, f"corrupt fusion-model checkpoint: {type(e).__name__}: {e}") from e
-    model.to(torch_device(device)).eval()
-    return FusionCheckpoint(model=model, scaler=scaler, history=history, extra=payload.get("extra"))
+    ck = read_model(path, FUSION_FORMAT, _FUSION_VERSION, "fusion-model checkpoint",
+                    lambda config: FusionNet(**config), device=device, history=FusionHistory.from_dict,
+                    fields={"scaler": FeatureScaler.from_dict})
+    return FusionCheckpoint(model=ck.model, scaler=ck.fields["scaler"], history=ck.history, extra=ck.extra)

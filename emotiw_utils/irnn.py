@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from emotiw_utils.checkpoints import read_payload, write_payload
+from emotiw_utils.checkpoints import read_model, write_model
 from emotiw_utils.device import torch_device
 from emotiw_utils.errors import DataFormatError
 from emotiw_utils.history import BestWeights, EpochCurves, report_epoch
@@ -396,26 +396,17 @@ class IrnnCheckpoint:
 def save_irnn(path: str | Path, model: SequenceClassifier, scaler: InputScaler, history: SeqHistory | None = None,
               extra: Mapping[str, Any] | None = None) -> Path:
     """Write the sequence model, its input scaler and history to ``path`` atomically (torch, weights-only safe)."""
-    return write_payload(path, IRNN_FORMAT, _IRNN_VERSION, {
-        "config": {"input_dim": model.input_dim, "hidden": model.hidden, "cell": model.cell,
-                   "identity_scale": model.identity_scale, "n_classes": model.n_classes, "input_std": model.input_std},
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-        "scaler": {"mean": torch.from_numpy(scaler.mean.copy()), "std": torch.from_numpy(scaler.std.copy())},
-        "history": history.to_dict() if history is not None else None,
-        "extra": dict(extra) if extra is not None else None,
-    })
+    config = {"input_dim": model.input_dim, "hidden": model.hidden, "cell": model.cell,
+              "identity_scale": model.identity_scale, "n_classes": model.n_classes, "input_std": model.input_std}
+    return write_model(path, IRNN_FORMAT, _IRNN_VERSION, model, config, history=history, extra=extra,
+                       scaler={"mean": torch.from_numpy(scaler.mean.copy()), "std": torch.from_numpy(scaler.std.copy())})
 
 
 def load_irnn(path: str | Path, device: Any = "cpu") -> IrnnCheckpoint:
     """Read a :func:`save_irnn` file. FileNotFoundError if missing; DataFormatError if not such a file."""
-    path = Path(path)
-    payload = read_payload(path, IRNN_FORMAT, _IRNN_VERSION, "sequence-model checkpoint")
-    try:
-        model = SequenceClassifier(**payload["config"])
-        model.load_state_dict(payload["state_dict"])
-        scaler = InputScaler(payload["scaler"]["mean"].numpy(), payload["scaler"]["std"].numpy())
-        history = SeqHistory.from_dict(payload["history"]) if payload.get("history") is not None else None
-    except (KeyError, ValueError, TypeError, RuntimeError) as e:
-        raise DataFormatError(path, f"corrupt sequence-model checkpoint: {type(e).__name__}: {e}") from e
-    model.to(torch_device(device)).eval()
-    return IrnnCheckpoint(model=model, scaler=scaler, history=history, extra=payload.get("extra"))
+    ck = read_model(path, IRNN_FORMAT, _IRNN_VERSION, "sequence-model checkpoint",
+                    lambda config: SequenceClassifier(**config), device=device, history=SeqHistory.from_dict,
+                    fields={"scaler": lambda d: InputScaler(d["mean"].numpy(), d["std"].numpy())})
+    if ck.fields["scaler"] is None:
+        raise DataFormatError(Path(path), "corrupt sequence-model checkpoint: no input scaler")
+    return IrnnCheckpoint(model=ck.model, scaler=ck.fields["scaler"], history=ck.history, extra=ck.extra)
