@@ -1,21 +1,28 @@
-"""Parameter profiles: ``params/<profile>.yaml`` -> the papermill parameters of every stage.
+"""Parameter profiles: ``params/base.yaml`` + ``params/<profile>.yaml`` -> the papermill parameters of every stage.
 
-A profile file has two top-level sections::
+``params/base.yaml`` holds every parameter's default once (the paper's hyperparameters), in two sections::
 
     common:            # passed to every notebook
-      profile: demo
       seed: 0
       device: auto
     stages:            # stage name -> that stage's own parameters
       00_datasets:
         n_examples: 6
 
-The parameters of one stage are ``common``, then that stage's section, then the user's overrides,
-later ones winning (:func:`stage_parameters`). Overrides are ``KEY=VALUE`` strings (CLI ``-p``),
-values parsed as YAML (``-p 03_irnn.epochs=5 -p seed=1``): ``STAGE.KEY=VALUE`` sets a key of one
-stage (``STAGE`` may be a prefix such as ``03``); a plain ``KEY=VALUE`` sets that key wherever the
-profile defines it (in ``common`` and in every stage section that has it) and is an error if the
-profile defines it nowhere.
+A profile file (``smoke``, ``demo``, ``full``, ``real``) has the same two sections, both optional, and
+holds only what differs from the base. ``common.profile`` is set by the loader to the profile's name.
+
+The parameters of one stage are ``common``, then that stage's section (:func:`stage_parameters`); each
+section is the base's, then the profile file's, then the user's overrides. Merge rule: a value from the
+profile file or an override REPLACES the base value as a whole; mappings (``07_fusion.epochs``,
+``09_submissions.chain_overrides``) are not merged key by key. Every key set by a profile file or an
+override must be defined in the base; an unknown key is refused (ValueError listing the known keys).
+
+Overrides are ``KEY=VALUE`` strings (CLI ``-p``), values parsed as YAML (``-p 03_irnn.epochs=5
+-p seed=1``): ``STAGE.KEY=VALUE`` sets a key of one stage (``STAGE`` may be a prefix such as ``03``;
+``KEY`` is one of that stage's keys or a ``common`` key); a plain ``KEY=VALUE`` sets that key wherever
+the base defines it (in ``common`` and in every stage section that has it). ``profile`` is chosen by
+name, never overridden.
 """
 
 from __future__ import annotations
@@ -30,12 +37,15 @@ import yaml
 
 from . import paths, stages
 
-#: Known profiles (DESIGN.md "Profiles"); ``real`` reads user-supplied datasets.
+#: Known profiles (README "Profiles"); ``real`` reads user-supplied datasets.
 PROFILES: tuple[str, ...] = ("smoke", "demo", "full", "real")
 #: Profiles that run on the embedded synthetic dataset.
 SYNTHETIC_PROFILES: tuple[str, ...] = ("smoke", "demo", "full")
-#: Keys every profile's ``common`` section must define.
+#: Keys of every resolved ``common`` section (``profile`` from the loader, the others from the base).
 COMMON_KEYS: tuple[str, ...] = ("profile", "seed", "device")
+#: Name of the file holding every default (``params/base.yaml``).
+BASE = "base"
+_SECTIONS = ("common", "stages")
 
 
 class _Loader(yaml.SafeLoader):
@@ -52,7 +62,7 @@ _Loader.add_implicit_resolver(
 def parse_value(text: str) -> Any:
     """Parse one override value as YAML (``3`` -> int, ``1e-3`` -> float, ``[1, 2]`` -> list, ``x`` -> str)."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
     except yaml.YAMLError as e:
         raise ValueError(f"cannot parse override value {text!r} as YAML: {e}") from None
 
@@ -61,7 +71,16 @@ def params_path(profile: str, params_dir: str | Path | None = None) -> Path:
     """Path of a profile's YAML file (``params/<profile>.yaml``); ValueError for an unknown profile."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; known profiles: {', '.join(PROFILES)}")
-    return Path(params_dir if params_dir is not None else paths.PARAMS_DIR) / f"{profile}.yaml"
+    return _params_dir(params_dir) / f"{profile}.yaml"
+
+
+def base_path(params_dir: str | Path | None = None) -> Path:
+    """Path of the defaults file (``params/base.yaml``)."""
+    return _params_dir(params_dir) / f"{BASE}.yaml"
+
+
+def _params_dir(params_dir: str | Path | None) -> Path:
+    return Path(params_dir if params_dir is not None else paths.PARAMS_DIR)
 
 
 def _stage_names() -> list[str]:
@@ -76,6 +95,7 @@ def parse_overrides(items: Iterable[str] | None) -> dict[str, Any]:
     """Parse ``KEY=VALUE`` / ``STAGE.KEY=VALUE`` strings into a flat dict ``{'seed': 1, '03_irnn.epochs': 5}``.
 
     Stage prefixes are resolved to full stage names; ValueError for a malformed item or an unknown stage.
+    Whether ``KEY`` is a known parameter is checked by :func:`load_params`.
     """
     out: dict[str, Any] = {}
     for item in items or ():
@@ -94,80 +114,118 @@ def parse_overrides(items: Iterable[str] | None) -> dict[str, Any]:
     return out
 
 
-def _read_yaml(path: Path) -> dict:
+def _read_sections(path: Path) -> tuple[dict, dict]:
+    """``(common, stages)`` of one parameter file, checked for shape and stage names (an empty file: no keys)."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: parameter file not found")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # a SafeLoader subclass
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: malformed YAML: {e}") from None
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping with 'common:' and 'stages:' sections")
-    return data
+    unknown_sections = sorted(set(data) - set(_SECTIONS))
+    if unknown_sections:
+        raise ValueError(f"{path}: unknown top-level sections {unknown_sections}; expected 'common' and 'stages'")
+    common = data.get("common") or {}
+    sections = data.get("stages") or {}
+    if not isinstance(common, dict):
+        raise ValueError(f"{path}: 'common' must be a mapping of parameter names to values")
+    if not isinstance(sections, dict) or not all(isinstance(v, dict) or v is None for v in sections.values()):
+        raise ValueError(f"{path}: 'stages' must map stage names to mappings of parameters")
+    known = _stage_names()
+    bad = [s for s in sections if s not in known]
+    if bad:
+        raise ValueError(f"{path}: unknown stages {bad}; known stages: {', '.join(known)}")
+    return common, {s: v or {} for s, v in sections.items()}
+
+
+def _known(keys: Iterable[str]) -> str:
+    keys = list(keys)
+    return ", ".join(keys) if keys else "(none)"
+
+
+def _read_base(path: Path) -> tuple[dict, dict]:
+    common, sections = _read_sections(path)
+    if "profile" in common:
+        raise ValueError(f"{path}: common.profile is set by the loader to the profile's name; remove it here")
+    missing = [k for k in COMMON_KEYS if k != "profile" and k not in common]
+    if missing:
+        raise ValueError(f"{path}: 'common' lacks required keys {missing}")
+    return common, sections
+
+
+def _apply_profile_file(common: dict, sections: dict, path: Path) -> None:
+    """Replace base values by those of the profile file at ``path``; unknown keys are refused."""
+    p_common, p_sections = _read_sections(path)
+    base_common = [k for k in common if k != "profile"]
+    for where, known, overlay in [("common", base_common, p_common),
+                                  *((f"stages.{s}", list(sections.get(s, {})), v) for s, v in p_sections.items())]:
+        unknown = [k for k in overlay if k not in known]
+        if unknown:
+            hint = " (common.profile is the file's name; do not set it)" if "profile" in unknown else ""
+            raise ValueError(f"{path}: unknown parameters {unknown} in {where}{hint}; known keys of {where} "
+                             f"(params/{BASE}.yaml): {_known(known)}")
+    common.update(copy.deepcopy(p_common))
+    for s, v in p_sections.items():
+        sections.setdefault(s, {}).update(copy.deepcopy(v))
 
 
 def load_params(profile: str, overrides: Mapping[str, Any] | Iterable[str] | None = None,
                 params_dir: str | Path | None = None) -> dict:
-    """Load ``params/<profile>.yaml`` and apply overrides.
+    """Load ``params/base.yaml``, then ``params/<profile>.yaml`` over it, then the overrides.
 
     ``overrides`` is a flat dict as returned by :func:`parse_overrides` or a list of ``KEY=VALUE``
-    strings. Returns ``{'profile', 'file', 'common': {...}, 'stages': {stage: {...}}}``.
-    Errors: unknown profile (ValueError listing the known ones), missing file (FileNotFoundError),
-    malformed YAML or structure (ValueError naming the file), unknown stage or parameter in the
-    overrides (ValueError).
+    strings. Returns ``{'profile', 'file' (the profile file), 'base' (the base file), 'common': {...},
+    'stages': {stage: {...}}}`` (key order: the base's). Errors: unknown profile (ValueError listing the
+    known ones), missing file (FileNotFoundError), malformed YAML or structure (ValueError naming the
+    file), unknown stage or parameter in the profile file or the overrides (ValueError listing the known
+    keys).
     """
     path = params_path(profile, params_dir)
-    data = _read_yaml(path)
-    unknown_sections = sorted(set(data) - {"common", "stages"})
-    if unknown_sections:
-        raise ValueError(f"{path}: unknown top-level sections {unknown_sections}; expected 'common' and 'stages'")
-    common = data.get("common") or {}
-    stages = data.get("stages") or {}
-    if not isinstance(common, dict):
-        raise ValueError(f"{path}: 'common' must be a mapping of parameter names to values")
-    if not isinstance(stages, dict) or not all(isinstance(v, dict) or v is None for v in stages.values()):
-        raise ValueError(f"{path}: 'stages' must map stage names to mappings of parameters")
-    missing = [k for k in COMMON_KEYS if k not in common]
-    if missing:
-        raise ValueError(f"{path}: 'common' lacks required keys {missing}")
-    if common["profile"] != profile:
-        raise ValueError(f"{path}: common.profile is {common['profile']!r} but the file is profile {profile!r}")
-    known = _stage_names()
-    bad = [s for s in stages if s not in known]
-    if bad:
-        raise ValueError(f"{path}: unknown stages {bad}; known stages: {', '.join(known)}")
-    params = {
-        "profile": profile,
-        "file": str(path),
-        "common": copy.deepcopy(common),
-        "stages": {s: copy.deepcopy(v or {}) for s, v in stages.items()},
-    }
+    base = base_path(params_dir)
+    base_common, sections = _read_base(base)
+    common = {"profile": profile, **copy.deepcopy(base_common)}
+    sections = copy.deepcopy(sections)
+    _apply_profile_file(common, sections, path)
+    params = {"profile": profile, "file": str(path), "base": str(base), "common": common, "stages": sections}
     if overrides is not None and not isinstance(overrides, Mapping):
         overrides = parse_overrides(list(overrides))
     items = list((overrides or {}).items())
     # Plain KEY=VALUE first, then STAGE.KEY=VALUE, so the more specific override wins.
     for key, value in sorted(items, key=lambda kv: "." in kv[0]):
-        _apply_override(params, key, value, path)
+        _apply_override(params, key, value, base)
     return params
 
 
-def _apply_override(params: dict, key: str, value: Any, path: Path) -> None:
+def _apply_override(params: dict, key: str, value: Any, base: Path) -> None:
+    if key.rsplit(".", 1)[-1] == "profile":
+        raise ValueError(f"override {key!r}: the profile is chosen by name (--profile), not overridden")
+    common = params["common"]
     if "." in key:
         stage, sub = key.split(".", 1)
         stage = _resolve_stage(stage)
+        section = params["stages"].get(stage, {})
+        if sub not in section and sub not in common:
+            known = [k for k in (*common, *section) if k != "profile"]
+            raise ValueError(f"unknown parameter {sub!r} of stage {stage} (override {key!r}); known keys of "
+                             f"{stage} (common and its own, {base}): {_known(known)}")
         params["stages"].setdefault(stage, {})[sub] = value
         return
     hit = False
-    if key in params["common"]:
-        params["common"][key] = value
+    if key in common:
+        common[key] = value
         hit = True
     for section in params["stages"].values():
         if key in section:
             section[key] = value
             hit = True
     if not hit:
-        raise ValueError(f"unknown parameter {key!r}: {path} defines it neither in 'common' nor in any stage; "
-                         f"use STAGE.{key}=VALUE to set a parameter of one stage")
+        own = sorted({k for section in params["stages"].values() for k in section})
+        raise ValueError(f"unknown parameter {key!r}: {base} defines it neither in 'common' nor in any stage; "
+                         f"known keys of common: {_known(k for k in common if k != 'profile')}; "
+                         f"of the stages (STAGE.KEY=VALUE sets one stage's): {_known(own)}")
 
 
 def stage_parameters(params: Mapping[str, Any], stage: str) -> dict:

@@ -86,7 +86,6 @@ never = "reached"
 
 PARAMS_YAML = """
 common:
-  profile: smoke
   seed: 0
   device: cpu
 stages:
@@ -110,7 +109,8 @@ def pipe(tmp_path_factory):
         (nbdir / name).write_text(text)
     pdir = tmp / "params"
     pdir.mkdir()
-    (pdir / "smoke.yaml").write_text(PARAMS_YAML)
+    (pdir / "base.yaml").write_text(PARAMS_YAML)
+    (pdir / "smoke.yaml").write_text("# nothing differs from base.yaml\n")
     afew = tmp / "data" / "afew"
     afew.mkdir(parents=True)
     fer = tmp / "data" / "fer2013.csv"

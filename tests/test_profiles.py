@@ -1,4 +1,4 @@
-"""Parameter profiles: the shipped YAML files, merge order, overrides and errors."""
+"""Parameter profiles: base + profile file resolution, merge order, overrides and errors (on files of a tmp dir)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import pytest
 
 from emotiw_utils import paths, profiles
 
-YAML = """
+BASE = """
 common:
-  profile: demo
   seed: 0
   device: auto
   lr: 0.1
@@ -19,12 +18,22 @@ stages:
   03_irnn:
     epochs: 10
     hidden: 200
+    units: {a: 1, b: 2}
+"""
+DEMO = """
+common:
+  device: cpu
+stages:
+  03_irnn:
+    epochs: 4
+    units: {a: 3}
 """
 
 
 @pytest.fixture
 def pdir(tmp_path):
-    (tmp_path / "demo.yaml").write_text(YAML)
+    (tmp_path / "base.yaml").write_text(BASE)
+    (tmp_path / "demo.yaml").write_text(DEMO)
     return tmp_path
 
 
@@ -32,27 +41,41 @@ def pdir(tmp_path):
 def test_shipped_profiles_load(profile):
     params = profiles.load_params(profile)
     assert params["common"]["profile"] == profile
-    assert {"seed", "device"} <= set(params["common"])
+    assert list(params["common"]) == list(profiles.COMMON_KEYS)
     sp = profiles.stage_parameters(params, "00_datasets")
     assert sp["n_examples"] >= 1 and sp["profile"] == profile
-    assert (paths.PARAMS_DIR / f"{profile}.yaml").is_file()
+    assert params["file"] == str(paths.PARAMS_DIR / f"{profile}.yaml")
+    assert params["base"] == str(paths.PARAMS_DIR / "base.yaml")
 
 
 def test_merge_order(pdir):
     params = profiles.load_params("demo", params_dir=pdir)
     assert profiles.stage_parameters(params, "00_datasets") == {
-        "profile": "demo", "seed": 0, "device": "auto", "lr": 0.5, "n_examples": 6}
+        "profile": "demo", "seed": 0, "device": "cpu", "lr": 0.5, "n_examples": 6}
+    # the profile file replaces base values; a mapping is replaced as a whole, not merged key by key
+    assert profiles.stage_parameters(params, "03_irnn") == {
+        "profile": "demo", "seed": 0, "device": "cpu", "lr": 0.1, "epochs": 4, "hidden": 200, "units": {"a": 3}}
     # a stage without a section gets the common keys only
-    assert profiles.stage_parameters(params, "05_audio") == {"profile": "demo", "seed": 0, "device": "auto", "lr": 0.1}
-    # plain KEY overrides everywhere it is defined; STAGE.KEY wins over plain KEY whatever the order
-    params = profiles.load_params("demo", ["00.lr=7", "lr=1e-3", "03_irnn.epochs=2", "03.new=[1, 2]"], params_dir=pdir)
+    assert profiles.stage_parameters(params, "05_audio") == {"profile": "demo", "seed": 0, "device": "cpu", "lr": 0.1}
+    # plain KEY overrides everywhere it is defined; STAGE.KEY wins over plain KEY whatever the order;
+    # STAGE.KEY may set a common key for one stage
+    params = profiles.load_params("demo", ["00.lr=7", "lr=1e-3", "03_irnn.epochs=2", "03.units={b: 5}",
+                                           "05.seed=3"], params_dir=pdir)
     assert profiles.stage_parameters(params, "00_datasets")["lr"] == 7
     irnn = profiles.stage_parameters(params, "03_irnn")
     assert irnn["lr"] == 1e-3 and isinstance(irnn["lr"], float)
-    assert irnn["epochs"] == 2 and irnn["new"] == [1, 2] and irnn["hidden"] == 200
+    assert irnn["epochs"] == 2 and irnn["units"] == {"b": 5} and irnn["hidden"] == 200 and irnn["seed"] == 0
     assert profiles.stage_parameters(params, "05_audio")["lr"] == 1e-3
+    assert profiles.stage_parameters(params, "05_audio")["seed"] == 3
     # the loaded dict is not shared with the file content between calls
-    assert profiles.stage_parameters(profiles.load_params("demo", params_dir=pdir), "03_irnn")["epochs"] == 10
+    assert profiles.stage_parameters(profiles.load_params("demo", params_dir=pdir), "03_irnn")["epochs"] == 4
+
+
+def test_empty_profile_file_is_the_base(pdir):
+    (pdir / "full.yaml").write_text("# nothing differs\n")
+    params = profiles.load_params("full", params_dir=pdir)
+    assert params["common"] == {"profile": "full", "seed": 0, "device": "auto", "lr": 0.1}
+    assert params["stages"]["03_irnn"] == {"epochs": 10, "hidden": 200, "units": {"a": 1, "b": 2}}
 
 
 def test_parse_overrides():
@@ -76,26 +99,54 @@ def test_parse_overrides_errors(item, msg):
         profiles.parse_overrides([item])
 
 
-def test_load_errors(pdir, tmp_path):
+@pytest.mark.parametrize("override, msg", [
+    ({"epochz": 3}, (r"unknown parameter 'epochz'.*known keys of common: seed, device, lr; "
+                     r"of the stages .*epochs, hidden, lr, n_examples, units")),
+    ({"03_irnn.epochz": 3}, r"unknown parameter 'epochz' of stage 03_irnn.*: seed, device, lr, epochs, hidden, units$"),
+    ({"05_audio.k": 3}, r"unknown parameter 'k' of stage 05_audio.*: seed, device, lr$"),
+    ({"profile": "smoke"}, "chosen by name"),
+    ({"03_irnn.profile": "smoke"}, "chosen by name"),
+    ({"42_x.k": 3}, "unknown stage"),
+])
+def test_unknown_override_refused(pdir, override, msg):
+    with pytest.raises(ValueError, match=msg):
+        profiles.load_params("demo", override, params_dir=pdir)
+
+
+@pytest.mark.parametrize("text, msg", [
+    ("stages: {03_irnn: {epochz: 3}}\n",
+     (r"demo\.yaml: unknown parameters \['epochz'\] in stages\.03_irnn; known keys of stages\.03_irnn "
+      r"\(params/base\.yaml\): epochs, hidden, units")),
+    ("stages: {05_audio: {k: 3}}\n", r"unknown parameters \['k'\] in stages\.05_audio; .*: \(none\)"),
+    ("common: {sead: 1}\n", r"unknown parameters \['sead'\] in common; known keys of common .*: seed, device, lr"),
+    ("common: {profile: demo}\n", r"unknown parameters \['profile'\] in common \(common\.profile is the file's name"),
+    ("stages: {03_irn: {}}\n", r"demo\.yaml: unknown stages \['03_irn'\]"),
+    ("common: [unclosed\n", r"demo\.yaml: malformed YAML"),
+    ("- 1\n", r"demo\.yaml: expected a mapping"),
+    ("params: {}\n", r"unknown top-level sections \['params'\]"),
+])
+def test_bad_profile_file_refused(pdir, text, msg):
+    (pdir / "demo.yaml").write_text(text)
+    with pytest.raises(ValueError, match=msg):
+        profiles.load_params("demo", params_dir=pdir)
+
+
+def test_load_errors(pdir):
     with pytest.raises(ValueError, match=r"unknown profile 'nope'.*smoke, demo, full, real"):
         profiles.load_params("nope")
     with pytest.raises(FileNotFoundError, match="smoke.yaml"):
         profiles.load_params("smoke", params_dir=pdir)
-    (pdir / "full.yaml").write_text("common: [unclosed\n")
-    with pytest.raises(ValueError, match=r"full\.yaml: malformed YAML"):
-        profiles.load_params("full", params_dir=pdir)
-    (pdir / "real.yaml").write_text("common: {profile: real, seed: 0, device: auto}\nstages: {03_irn: {}}\n")
-    with pytest.raises(ValueError, match=r"real\.yaml: unknown stages \['03_irn'\]"):
-        profiles.load_params("real", params_dir=pdir)
-    (pdir / "smoke.yaml").write_text("common: {profile: demo, seed: 0, device: auto}\n")
-    with pytest.raises(ValueError, match="common.profile is 'demo'"):
-        profiles.load_params("smoke", params_dir=pdir)
-    with pytest.raises(ValueError, match="unknown parameter 'epochz'.*STAGE.epochz"):
-        profiles.load_params("demo", {"epochz": 3}, params_dir=pdir)
-    with pytest.raises(ValueError, match="unknown stage"):
-        profiles.load_params("demo", {"42_x.k": 3}, params_dir=pdir)
     with pytest.raises(ValueError, match="unknown stage"):
         profiles.stage_parameters(profiles.load_params("demo", params_dir=pdir), "10_nope")
+    (pdir / "base.yaml").write_text("common: {profile: demo, seed: 0, device: auto}\n")
+    with pytest.raises(ValueError, match=r"base\.yaml: common\.profile is set by the loader"):
+        profiles.load_params("demo", params_dir=pdir)
+    (pdir / "base.yaml").write_text("common: {seed: 0}\n")
+    with pytest.raises(ValueError, match=r"base\.yaml: 'common' lacks required keys \['device'\]"):
+        profiles.load_params("demo", params_dir=pdir)
+    (pdir / "base.yaml").unlink()
+    with pytest.raises(FileNotFoundError, match="base.yaml"):
+        profiles.load_params("demo", params_dir=pdir)
 
 
 def test_parse_value():
