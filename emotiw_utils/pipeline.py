@@ -1,14 +1,15 @@
-"""The ordered stages of the reproduction and the papermill runner that executes them.
+"""The papermill runner that executes the stages of the registry (:mod:`emotiw_utils.stages`).
 
-Each stage is one MyST-markdown notebook (``notebooks/NN_name.md``, jupytext). :func:`run_pipeline`
-executes the selected stages in order with papermill into ``book/executed/NN_name.ipynb`` (what
-Jupyter Book renders) and records ``{run_dir}/{NN_name}/manifest.json``.
+Each stage is one MyST-markdown notebook (jupytext). :func:`run_pipeline` executes the selected stages in
+order with papermill into ``book/executed/NN_name.ipynb`` (what Jupyter Book renders) and records the
+stage's manifest in ``{run_dir}/{NN_name}/``. A stage refuses to start while a stage it reads has no
+successful run.
 
 Parameters a notebook receives (its ``parameters`` cell should declare all of them, with literal
 defaults, or papermill warns "Passed unknown parameter"):
 
 * the profile's ``common`` keys (``profile``, ``seed``, ``device``) and the stage's own keys
-  (``params/<profile>.yaml``, :mod:`emotiw_utils.profiles`);
+  (``params/base.yaml`` under ``params/<profile>.yaml``, :mod:`emotiw_utils.profiles`);
 * injected by the runner (:data:`INJECTED_PARAMETERS`): ``stage`` (its name), ``run_dir``
   (absolute), ``afew_dir``, ``fer2013_path``, ``tfd_path`` (str or None), ``synthetic`` (bool);
   ``device`` is replaced by the resolved device (``cpu`` or ``cuda``).
@@ -352,6 +353,9 @@ def _postprocess_executed(executed: Path) -> None:
         if INJECTED_TAG in tags and "hide-input" not in tags:
             c.metadata["tags"] = [*tags, "hide-input"]
             changed = True
+    from .book_pages import annotate_executed  # the "executed with" box under the title (issue 17)
+
+    changed = annotate_executed(nb, executed.stem) or changed
     if changed:
         artifacts.atomic_write_text(executed, nbformat.writes(nb))
 
@@ -571,6 +575,9 @@ def run_pipeline(profile: str, stages: Iterable[str] | None = None, run_dir: str
         results.append(StageResult(stage.name, "ran", wall, executed))
         if progress:
             print(f"[{stage.name}] done in {_fmt_seconds(wall)}", file=sys.stderr, flush=True)
+    from .book_pages import record_run  # ran or cached, for the book's execution statistics (issue 17)
+
+    record_run(executed_dir, run_dir, results)
     return results
 
 
