@@ -57,7 +57,7 @@ from torch.nn import functional as F
 from emotiw_utils.checkpoints import read_model, write_model
 from emotiw_utils.constants import FER_SIZE, NUM_CLASSES, UNKNOWN_LABEL
 from emotiw_utils.device import torch_device
-from emotiw_utils.history import EpochCurves
+from emotiw_utils.history import BestWeights, EpochCurves
 
 __all__ = [
     "ARCHITECTURES",
@@ -653,8 +653,10 @@ def train_cnn(model: FrameCNN, images: Any, labels: Any, *,
     if unknown:
         raise ValueError(f"snapshots {unknown} are not monitors; monitors: {', '.join(monitors) or 'none'}")
     history = CnnHistory(select_on=select_on, device=str(dev))
-    best_value, best_state, since_best = -math.inf, None, 0
-    snap_best = {m: -math.inf for m in snapshots}
+    # The selected epoch's weights and each snapshot monitor's best, kept as CPU copies (ties -> earliest).
+    best = BestWeights(select_on is not None, on_cpu=True)
+    snaps = {m: BestWeights(on_cpu=True) for m in snapshots}
+    since_best = 0
     train_images, train_seconds = 0, 0.0
 
     from tqdm import tqdm
@@ -708,23 +710,10 @@ def train_cnn(model: FrameCNN, images: Any, labels: Any, *,
                 rec.update(lr=float(epoch_lr), seconds=seconds, eval_seconds=time.perf_counter() - t1)
                 history.epochs.append(rec)
 
-                for name in snapshots:
-                    if rec[f"{name}_acc"] > snap_best[name]:
-                        snap_best[name] = rec[f"{name}_acc"]
-                        history.snapshots[name] = (epoch, {k: v.detach().to("cpu", copy=True)
-                                                           for k, v in model.state_dict().items()})
-                improved = False
-                if select_on is not None:
-                    value = rec[f"{select_on}_acc"]
-                    if value > best_value:  # strict: ties keep the earliest epoch
-                        best_value, improved = value, True
-                        history.best_epoch = epoch
-                        best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-                        since_best = 0
-                    else:
-                        since_best += 1
-                else:
-                    history.best_epoch = epoch
+                for name, keeper in snaps.items():
+                    keeper.update(model, epoch, rec[f"{name}_acc"])
+                improved = select_on is not None and best.update(model, epoch, rec[f"{select_on}_acc"])
+                since_best = 0 if improved else since_best + 1
                 summary = f"epoch {epoch}/{epochs} " + " ".join(
                     f"{k}={v:.4g}" for k, v in rec.items() if k not in ("epoch", "eval_seconds"))
                 bar.set_postfix_str(" ".join(f"{k}={rec[k]:.3f}" for k in rec
@@ -737,10 +726,11 @@ def train_cnn(model: FrameCNN, images: Any, labels: Any, *,
     finally:
         bar.close()
 
-    if best_state is not None and history.best_epoch != len(history.epochs):
-        model.load_state_dict(best_state)
-    if history.best_epoch == 0:  # select_on never improved on -inf (cannot happen with labelled monitors)
-        history.best_epoch = len(history.epochs)
+    # The selected epoch's weights back into the model (the last epoch without select_on, or if select_on
+    # never improved on -inf, which cannot happen with labelled monitors).
+    history.best_epoch = best.finish(model, len(history.epochs))
+    history.snapshots = {name: (keeper.epoch, keeper.state) for name, keeper in snaps.items()
+                         if keeper.state is not None}
     history.images_per_second = train_images / train_seconds if train_seconds > 0 else float("nan")
     model.eval()
     return history

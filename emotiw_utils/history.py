@@ -43,19 +43,31 @@ class EpochCurves:
 class BestWeights:
     """Early stopping on a selection score: remembers the weights of the best-scoring epoch (ties ->
     earliest) and puts them back at the end. ``enabled=False`` (no selection split, or a fixed number of
-    epochs): nothing is kept and the last weights stay."""
+    epochs): nothing is kept and the last weights stay. ``on_cpu``: keep the copy in CPU memory (a large
+    model trained on a GPU; one keeper per criterion judges several criteria on one training run).
 
-    def __init__(self, enabled: bool) -> None:
+    ``epoch`` and ``state`` are the kept epoch and weights (None before the first improvement)."""
+
+    def __init__(self, enabled: bool = True, *, on_cpu: bool = False) -> None:
         self.enabled = bool(enabled)
+        self.on_cpu = bool(on_cpu)
         self.score = float("-inf")
         self.epoch: int | None = None
         self._state: dict | None = None
 
-    def update(self, model, epoch: int, score: float) -> None:
-        """Record ``model``'s weights if ``score`` beats every earlier epoch's (NaN never does)."""
-        if self.enabled and score > self.score:
-            self.score, self.epoch = float(score), int(epoch)
-            self._state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    @property
+    def state(self) -> dict | None:
+        """The kept weights (a state dict of copies), or None."""
+        return self._state
+
+    def update(self, model, epoch: int, score: float) -> bool:
+        """Record ``model``'s weights if ``score`` beats every earlier epoch's (NaN never does); True if it did."""
+        if not (self.enabled and score > self.score):
+            return False
+        self.score, self.epoch = float(score), int(epoch)
+        self._state = {k: v.detach().to("cpu", copy=True) if self.on_cpu else v.detach().clone()
+                       for k, v in model.state_dict().items()}
+        return True
 
     def finish(self, model, n_epochs: int) -> int:
         """Restore the best weights into ``model``; return the epoch whose weights it now has."""
