@@ -19,6 +19,10 @@ What is implemented
   known number of epochs without a selection split.
 * :func:`predict_proba` / :func:`last_hidden_states`: ``(N, 7)`` class probabilities and the ``(N, hidden)``
   last-time-step hidden activations (the RNN's input to the paper's fusion network, section 3).
+* Chapter 03's loops: :func:`train_seeds` (one :func:`fit_and_predict` per seed: build, train, predict
+  every split, accuracies -> :class:`SeedRun`) and :func:`layer_run` (the paper's choice of CNN layer).
+* :func:`reapply`: the persisted network of a finished run (``irnn.pt``) applied again to a split's
+  per-frame CNN features (:func:`predict_frames`, usable for new clips).
 
 Deviations and choices the paper leaves open
 --------------------------------------------
@@ -52,8 +56,10 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
-__all__ = ["CELLS", "InputScaler", "IrnnCheckpoint", "SeqHistory", "SequenceClassifier", "last_hidden_states",
-           "load_irnn", "predict_proba", "save_irnn", "split_sequences", "train_sequence_model"]
+__all__ = ["CELLS", "InputScaler", "IrnnCheckpoint", "SeedRun", "SeqHistory", "SequenceClassifier", "SequenceSettings",
+           "fit_and_predict", "fit_scaler", "last_hidden_states", "layer_run", "load_irnn", "predict_frames",
+           "predict_proba", "reapply", "save_irnn", "split_sequences", "train_seeds", "train_sequence_model",
+           "training_sets"]
 
 CELLS: tuple[str, ...] = ("irnn", "lstm", "gru")
 N_CLASSES = 7
@@ -410,3 +416,159 @@ def load_irnn(path: str | Path, device: Any = "cpu") -> IrnnCheckpoint:
     if ck.fields["scaler"] is None:
         raise DataFormatError(Path(path), "corrupt sequence-model checkpoint: no input scaler")
     return IrnnCheckpoint(model=ck.model, scaler=ck.fields["scaler"], history=ck.history, extra=ck.extra)
+
+
+# ----------------------------------------------------------------------------- chapter 03: seeds, layers, reapply
+
+
+@dataclass(frozen=True)
+class SequenceSettings:
+    """Model and training settings of chapter 03 (its parameters of the same names; defaults: the paper's).
+
+    ``hidden``, ``cell``, ``identity_scale`` build the :class:`SequenceClassifier`; ``epochs``, ``lr``,
+    ``clip``, ``batch_size``, ``momentum``, ``fixed_epochs`` go to :func:`train_sequence_model`.
+    """
+
+    hidden: int = 200
+    cell: str = "irnn"
+    identity_scale: float = 1.0
+    epochs: int = 100
+    lr: float = 0.005
+    clip: float | None = 1.0
+    batch_size: int = 64
+    momentum: float = 0.0
+    fixed_epochs: int | None = None
+
+    def build(self, input_dim: int, seed: int) -> SequenceClassifier:
+        """A fresh, untrained network for ``input_dim``-d frames, its parameters drawn with ``seed``."""
+        return SequenceClassifier(input_dim, self.hidden, self.cell, identity_scale=self.identity_scale, seed=seed)
+
+
+@dataclass
+class SeedRun:
+    """One seed's training (:func:`fit_and_predict`): the trained ``model`` (the kept epoch's weights), its
+    learning curves, its ``(n, 7)`` ``probs`` on every predicted split and their ``accuracy``
+    (:func:`emotiw_utils.metrics.split_accuracies`: per split, and ``"train"`` over the training splits)."""
+
+    seed: int
+    model: SequenceClassifier
+    history: SeqHistory
+    probs: dict[str, np.ndarray]
+    accuracy: dict[str, float]
+
+    @property
+    def selected(self) -> bool:
+        """Whether the training was evaluated on a select split after every epoch."""
+        return int(self.history.config.get("n_select", 0)) > 0
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        return float(np.mean([e["seconds"] for e in self.history.epochs]))
+
+
+def fit_scaler(frames: Mapping[str, Any], train_splits: Sequence[str], standardise: bool = True) -> InputScaler:
+    """The input scaler of chapter 03: :meth:`InputScaler.fit` on every frame of the ``train_splits`` of
+    ``frames`` (split -> :class:`~emotiw_utils.frame_features.ClipFrames`), or the identity when not
+    ``standardise``."""
+    if not standardise:
+        return InputScaler.identity(frames[train_splits[0]].features.shape[1])
+    return InputScaler.fit(np.concatenate([frames[s].features for s in train_splits]))
+
+
+def training_sets(sequences: Mapping[str, Sequence[Any]], labels: Mapping[str, Any],
+                  partition: Any) -> tuple[list, np.ndarray, tuple[list, np.ndarray] | None]:
+    """``(train sequences, train labels, select)`` of a :class:`~emotiw_utils.protocol.Partition`: the clips
+    of ``partition.train`` in order, and ``select = (sequences, labels)`` of the labelled clips of
+    ``partition.select`` (None without a select split or when none of its clips is labelled)."""
+    train_seqs = [x for s in partition.train for x in sequences[s]]
+    train_labels = np.concatenate([np.asarray(labels[s]) for s in partition.train])
+    select = None
+    if partition.select is not None and (np.asarray(labels[partition.select]) >= 0).any():
+        select_labels = np.asarray(labels[partition.select])
+        keep = select_labels >= 0
+        select = ([x for x, k in zip(sequences[partition.select], keep) if k], select_labels[keep])
+    return train_seqs, train_labels, select
+
+
+def fit_and_predict(sequences: Mapping[str, Sequence[Any]], labels: Mapping[str, Any], partition: Any,
+                    settings: SequenceSettings, seed: int, *, device: Any = "cpu",
+                    predict: Sequence[str] | None = None) -> SeedRun:
+    """Train one network with ``seed`` and predict: the unit of chapter 03's seeds and layer experiment.
+
+    ``sequences``: split -> ``(T_i, D)`` scaled frame features of every clip; ``labels``: split -> ``(n,)``
+    (-1 unknown). Builds ``settings.build(D, seed)``, trains it on the partition's :func:`training_sets`
+    (early stopping on the select split unless ``settings.fixed_epochs``), then predicts every split of
+    ``predict`` (default: every split of ``sequences``).
+    """
+    from emotiw_utils import metrics
+
+    train_seqs, train_labels, select = training_sets(sequences, labels, partition)
+    model = settings.build(int(np.asarray(train_seqs[0]).shape[1]), seed)
+    history = train_sequence_model(model, train_seqs, train_labels, select=select, epochs=settings.epochs,
+                                   lr=settings.lr, clip=settings.clip, batch_size=settings.batch_size,
+                                   momentum=settings.momentum, seed=seed, device=device,
+                                   fixed_epochs=settings.fixed_epochs)
+    splits = list(sequences) if predict is None else list(predict)
+    probs = {sp: predict_proba(model, sequences[sp], device=device) for sp in splits}
+    accuracy = metrics.split_accuracies(probs, {sp: labels[sp] for sp in splits}, partition.train)
+    return SeedRun(int(seed), model, history, probs, accuracy)
+
+
+def train_seeds(sequences: Mapping[str, Sequence[Any]], labels: Mapping[str, Any], partition: Any,
+                settings: SequenceSettings, seeds: Sequence[int], *, device: Any = "cpu",
+                progress: bool = False) -> dict[int, SeedRun]:
+    """:func:`fit_and_predict` for every seed, in order (``progress``: a tqdm bar over the seeds).
+    Returns seed -> :class:`SeedRun`."""
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("need at least one seed")
+    if progress:
+        from tqdm import tqdm
+
+        seeds_iter: Any = tqdm(seeds, desc=f"{settings.cell} seeds", unit="seed")
+    else:
+        seeds_iter = seeds
+    return {s: fit_and_predict(sequences, labels, partition, settings, s, device=device) for s in seeds_iter}
+
+
+def layer_run(run_dir: str | Path, layer: str, partition: Any, settings: SequenceSettings, seed: int, *,
+              epochs: int, standardise: bool = True, device: Any = "cpu") -> SeedRun:
+    """The paper's layer experiment for one CNN layer: the features of ``layer`` for the training and select
+    splits of ``run_dir`` (:func:`~emotiw_utils.frame_features.load_frame_features`), scaled as in chapter 03,
+    one network trained for ``epochs`` with early stopping on the select split, predictions on the training
+    splits (the select accuracy of the kept epoch is ``run.history.best["val_acc"]``)."""
+    from dataclasses import replace
+
+    from emotiw_utils.frame_features import load_frame_features
+
+    frames = {sp: load_frame_features(run_dir, sp, layer, device=device) for sp in [*partition.train, partition.select]}
+    scaler = fit_scaler(frames, partition.train, standardise)
+    sequences = {sp: f.sequences(scaler) for sp, f in frames.items()}
+    labels = {sp: f.labels for sp, f in frames.items()}
+    return fit_and_predict(sequences, labels, partition, replace(settings, epochs=int(epochs), fixed_epochs=None),
+                           seed, device=device, predict=partition.train)
+
+
+def predict_frames(checkpoint: IrnnCheckpoint, frames: Any, device: Any = "cpu") -> np.ndarray:
+    """``(n, 7)`` probabilities of a checkpoint's network for the clips of ``frames`` (a
+    :class:`~emotiw_utils.frame_features.ClipFrames` of the CNN layer the network reads), in their order:
+    the checkpoint's input scaler, then :func:`predict_proba` -- the computation of chapter 03."""
+    layer = (checkpoint.extra or {}).get("feature_layer")
+    if layer is not None and frames.layer != layer:
+        raise ValueError(f"the sequence model reads CNN layer {layer!r}, got features of {frames.layer!r}")
+    return predict_proba(checkpoint.model, frames.sequences(checkpoint.scaler), device=device)
+
+
+def reapply(run_dir: str | Path, split: str, device: Any = "cpu") -> np.ndarray:
+    """Stage 03's persisted network applied again to ``split`` of a finished run: ``(n, 7)`` probabilities in
+    the clip order of its ``clip_probs_{split}.npz`` (equal to them when computed on the run's device)."""
+    from emotiw_utils import stages
+    from emotiw_utils.frame_features import load_frame_features
+
+    path = stages.IRNN.require(run_dir, "irnn")
+    checkpoint = load_irnn(path, device=device)
+    layer = (checkpoint.extra or {}).get("feature_layer")
+    if layer is None:
+        raise DataFormatError(path, "the checkpoint does not say which CNN layer the network reads "
+                                    "(extra.feature_layer)")
+    return predict_frames(checkpoint, load_frame_features(run_dir, split, layer, device=device), device=device)

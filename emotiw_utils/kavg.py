@@ -8,6 +8,9 @@ k the frames are locally repeated until sequence length is k." With D = 7 logits
 (:func:`emotiw_utils.svm.fit_svm_grid`); the baseline the paper compares
 against is the plain "averaging of the per-frame probabilities" (:func:`frame_average_probs`).
 
+Stage 04 persists its fitted SVM; :func:`reapply` applies it again to a split of a finished run
+(:func:`predict_clips`: the same computation for any clips' per-frame CNN outputs).
+
 Conventions:
 
 * A clip's frames are a ``(T, D)`` array in temporal order. A set of clips is stored flat as a
@@ -28,6 +31,9 @@ __all__ = [
     "frame_average_probs",
     "k_average",
     "k_average_clips",
+    "load_svm",
+    "predict_clips",
+    "reapply",
 ]
 
 #: Number of bins of the k-average pooling (paper section 2.3).
@@ -159,3 +165,36 @@ def frame_average_probs(logits: Any, offsets: Any) -> np.ndarray:
             raise ValueError(f"clip {i} has no frames")
         out[i] = p[s].mean(axis=0)
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The persisted SVM of stage 04, applied again
+# --------------------------------------------------------------------------------------------------
+
+
+def predict_clips(model: Any, features: Any, offsets: Any, k: int = DEFAULT_K) -> np.ndarray:
+    """``(n, 7)`` probabilities of a fitted k-average SVM (:func:`emotiw_utils.svm.fit_svm`) for clips given
+    as their per-frame CNN outputs (``(F, 7)`` + ``offsets``, as in :func:`k_average_clips`): the pooling
+    with ``k`` bins, then :func:`emotiw_utils.svm.predict_proba_full` -- the computation of chapter 04."""
+    from emotiw_utils.svm import predict_proba_full
+
+    return predict_proba_full(model, k_average_clips(features, offsets, k))
+
+
+def load_svm(run_dir: Any) -> Any:
+    """The SVM stage 04 persisted in ``run_dir`` (FileNotFoundError naming the stage when missing)."""
+    from emotiw_utils import model_store, stages
+
+    return model_store.load_model(stages.KAVG.require(run_dir, "svm"), "k-average SVM")
+
+
+def reapply(run_dir: Any, split: str) -> np.ndarray:
+    """Stage 04's persisted SVM applied again to ``split`` of a finished run: ``(n, 7)`` probabilities in the
+    clip order of its ``clip_probs_{split}.npz`` (equal to them), from the CNN's per-frame outputs and the
+    ``k`` of the stage's record."""
+    from emotiw_utils import records, stages
+    from emotiw_utils.frame_features import load_frame_features
+
+    k = records.read(run_dir, stages.KAVG).k
+    frames = load_frame_features(run_dir, split, "logits")
+    return predict_clips(load_svm(run_dir), frames.features, frames.offsets, k)

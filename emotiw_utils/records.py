@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 from . import artifacts, stages
 from .protocol import Partition
 
-__all__ = ["Accuracies", "AudioRecord", "FusionRecord", "IrnnRecord", "PartitionRecord", "Record", "SearchRecord",
-           "SubmissionsRecord", "SvmRecord", "read"]
+__all__ = ["Accuracies", "AudioRecord", "FusionRecord", "IrnnRecord", "KavgRecord", "PartitionRecord", "Record",
+           "SearchRecord", "SubmissionsRecord", "SvmRecord", "read"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,13 @@ class SvmRecord(Record):
 
 
 @dataclass(frozen=True)
+class KavgRecord(SvmRecord):
+    """04_kavg_svm: the SVM's C and gamma, and the number of bins ``k`` of the pooling that made its inputs."""
+
+    k: int = 15
+
+
+@dataclass(frozen=True)
 class AudioRecord(Record):
     """05_audio: PCA size, C and gamma of the audio model."""
 
@@ -147,8 +154,8 @@ class SubmissionsRecord(Record):
     table2: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
 
 
-_RECORDS: dict[str, type[Record]] = {c.__name__: c for c in (IrnnRecord, SvmRecord, AudioRecord, FusionRecord,
-                                                             SearchRecord, SubmissionsRecord)}
+_RECORDS: dict[str, type[Record]] = {c.__name__: c for c in (IrnnRecord, SvmRecord, KavgRecord, AudioRecord,
+                                                             FusionRecord, SearchRecord, SubmissionsRecord)}
 
 
 def record_class(stage: stages.Stage | str) -> type[Record]:

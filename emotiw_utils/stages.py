@@ -161,7 +161,7 @@ KAVG = Stage(
         "clip_probs": CLIP_PROBS,
         "frame_average": _a("clip_probs_frame_average_{split}.npz", "the frame-averaging baseline's probabilities"),
         "fusion_features": FUSION_FEATURES,
-    }, models=("svm",), record="SvmRecord", modality="kavg")
+    }, models=("svm",), record="KavgRecord", modality="kavg")
 AUDIO = Stage(
     "05_audio", "notebooks/05_audio.md", "Audio features and SVM (section 3)", "3",
     artifacts={

@@ -194,3 +194,113 @@ def test_irnn_checkpoint_round_trip(tmp_path, order_data):
     torch.save({"format": "something else"}, tmp_path / "other.pt")
     with pytest.raises(DataFormatError, match="not a sequence-model checkpoint"):
         load_irnn(tmp_path / "other.pt")
+
+
+# ------------------------------------------------------------------- chapter 03: seeds, layers, reapply
+
+
+def _fake_run(root, splits=(("Train", 48, 0), ("Val", 24, 1), ("Test", 12, 2))):
+    """A run folder holding only stage 02's per-frame outputs (7-d 'logits': the order task)."""
+    from emotiw_utils import artifacts, stages
+
+    data = {}
+    for split, n, seed in splits:
+        seqs, ys = order_task(n, 10 + seed, dim=7)
+        labels = ys if split != "Test" else np.full(n, -1)
+        offsets = np.concatenate([[0], np.cumsum([len(x) for x in seqs])])
+        artifacts.save_npz_atomic(stages.CNN.path(root, "frame_logits", split=split),
+                                  clip_ids=np.array([f"{split}{i:03d}" for i in range(n)]), labels=labels,
+                                  offsets=offsets, logits=np.concatenate(seqs))
+        data[split] = (seqs, labels)
+    return data
+
+
+SMALL = {"hidden": 16, "identity_scale": 0.8, "epochs": 3, "lr": 0.02, "momentum": 0.9, "batch_size": 16}
+
+
+def test_training_sets_follow_the_partition():
+    from emotiw_utils.irnn import training_sets
+    from emotiw_utils.protocol import check_partition
+
+    seqs = {s: [np.full((2, 3), i, np.float32) for i in range(4)] for s in ("Train", "Val", "Test")}
+    labels = {"Train": np.array([0, 1, 2, 3]), "Val": np.array([4, -1, 5, -1]), "Test": np.full(4, -1)}
+    xs, ys, select = training_sets(seqs, labels, check_partition(["Train", "Val"], "Test", fixed=True))
+    assert len(xs) == 8 and list(ys) == [0, 1, 2, 3, 4, -1, 5, -1] and select is None  # Test has no labels
+    xs, ys, (xv, yv) = training_sets(seqs, labels, check_partition(["Train"], "Val"))
+    assert len(xs) == 4 and list(yv) == [4, 5] and [float(x[0, 0]) for x in xv] == [0.0, 2.0]
+
+
+def test_train_seeds_is_the_build_train_predict_loop(tmp_path):
+    from emotiw_utils.frame_features import load_frame_features
+    from emotiw_utils.irnn import SequenceSettings, fit_scaler, train_seeds
+    from emotiw_utils.protocol import check_partition
+
+    torch.set_num_threads(1)
+    _fake_run(tmp_path)
+    frames = {s: load_frame_features(tmp_path, s, "logits") for s in ("Train", "Val", "Test")}
+    scaler = fit_scaler(frames, ["Train"])
+    seqs = {s: f.sequences(scaler) for s, f in frames.items()}
+    labels = {s: f.labels for s, f in frames.items()}
+    partition = check_partition(["Train"], "Val")
+    settings = SequenceSettings(**SMALL)
+    runs = train_seeds(seqs, labels, partition, settings, [4, 5])
+    assert list(runs) == [4, 5] and all(r.selected for r in runs.values())
+
+    # by hand, as chapter 03 used to do it
+    m = SequenceClassifier(7, 16, "irnn", identity_scale=0.8, seed=5)
+    keep = labels["Val"] >= 0
+    hist = train_sequence_model(m, seqs["Train"], labels["Train"], select=([x for x, k in zip(seqs["Val"], keep) if k],
+                                labels["Val"][keep]), epochs=3, lr=0.02, momentum=0.9, batch_size=16, seed=5)
+    r = runs[5]
+    assert r.history.best_epoch == hist.best_epoch and len(r.history.epochs) == 3 and r.seconds_per_epoch > 0
+    for split in ("Train", "Val", "Test"):
+        np.testing.assert_array_equal(r.probs[split], predict_proba(m, seqs[split]))
+    assert r.accuracy["Train"] == r.accuracy["train"] == float((r.probs["Train"].argmax(1) == labels["Train"]).mean())
+    assert np.isnan(r.accuracy["Test"])
+    assert not np.array_equal(runs[4].probs["Val"], r.probs["Val"])  # another seed, another network
+
+    fixed = train_seeds(seqs, labels, check_partition(["Train", "Val"], None, fixed=True),
+                        SequenceSettings(**{**SMALL, "fixed_epochs": 2}), [0])[0]
+    assert not fixed.selected and len(fixed.history.epochs) == 2 and set(fixed.probs) == {"Train", "Val", "Test"}
+    with pytest.raises(ValueError, match="at least one seed"):
+        train_seeds(seqs, labels, partition, settings, [])
+
+
+def test_layer_run_trains_on_the_train_and_select_splits_only(tmp_path):
+    from emotiw_utils.irnn import SequenceSettings, layer_run
+    from emotiw_utils.protocol import check_partition
+
+    torch.set_num_threads(1)
+    _fake_run(tmp_path, splits=(("Train", 32, 0), ("Val", 16, 1)))  # no Test: the experiment must not read it
+    r = layer_run(tmp_path, "logits", check_partition(["Train"], "Val"), SequenceSettings(**SMALL, fixed_epochs=1),
+                  seed=1, epochs=2)
+    assert set(r.probs) == {"Train"} and r.model.input_dim == 7
+    assert len(r.history.epochs) == 2 and r.selected  # fixed_epochs of the main run is not applied here
+    assert 0 <= r.history.best["val_acc"] <= 1 and 0 <= r.accuracy["train"] <= 1
+
+
+def test_reapply_gives_back_the_stage_probabilities_exactly(tmp_path):
+    from emotiw_utils import artifacts, stages
+    from emotiw_utils.frame_features import load_frame_features
+    from emotiw_utils.irnn import IrnnCheckpoint, SequenceSettings, fit_and_predict, fit_scaler, predict_frames, reapply
+    from emotiw_utils.protocol import check_partition
+
+    torch.set_num_threads(1)
+    _fake_run(tmp_path)
+    with pytest.raises(FileNotFoundError, match="run stage 03_irnn first"):
+        reapply(tmp_path, "Test")
+    frames = {s: load_frame_features(tmp_path, s, "logits") for s in ("Train", "Val", "Test")}
+    scaler = fit_scaler(frames, ["Train"])
+    seqs = {s: f.sequences(scaler) for s, f in frames.items()}
+    r = fit_and_predict(seqs, {s: f.labels for s, f in frames.items()}, check_partition(["Train"], "Val"),
+                        SequenceSettings(**SMALL), seed=0)
+    save_irnn(stages.IRNN.path(tmp_path, "irnn"), r.model, scaler, r.history, extra={"feature_layer": "logits"})
+    for split in ("Val", "Test"):  # what chapter 03 writes, read back
+        artifacts.save_clip_probs(stages.IRNN.path(tmp_path, "clip_probs", split=split), frames[split].clip_ids,
+                                  r.probs[split], frames[split].labels)
+        _, stored, _ = artifacts.load_clip_probs(stages.IRNN.path(tmp_path, "clip_probs", split=split))
+        again = reapply(tmp_path, split)
+        assert again.shape == (len(frames[split]), 7)
+        np.testing.assert_array_equal(again, stored)
+    with pytest.raises(ValueError, match="reads CNN layer 'conv2'"):
+        predict_frames(IrnnCheckpoint(r.model, scaler, None, {"feature_layer": "conv2"}), frames["Test"])

@@ -130,3 +130,52 @@ def test_import_has_no_sklearn_side_effect():
     code = "import sys, emotiw_utils.kavg, emotiw_utils.svm; print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------- the persisted SVM of stage 04
+
+
+def _clips(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` clips of 3-40 frames of 7 'logits' whose class shows in the mean of one output."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    lengths = rng.integers(3, 41, n)
+    feats = [rng.normal(0.0, 1.0, (t, 7)) + 2.0 * np.eye(7)[c] for t, c in zip(lengths, y)]
+    return np.concatenate(feats).astype(np.float32), np.concatenate([[0], np.cumsum(lengths)]), y
+
+
+def test_svm_save_load_round_trip_is_exact(tmp_path):
+    from emotiw_utils import model_store, svm
+    from emotiw_utils.kavg import predict_clips
+
+    f, off, y = _clips(30, 0)
+    model = svm.fit_svm(k_average_clips(f, off, 5), y, C=1.0, gamma="scale", seed=0)
+    path = model_store.save_model(tmp_path / "m.skops", model)
+    back = model_store.load_model(path)
+    ft, offt, _ = _clips(9, 1)
+    p = predict_clips(back, ft, offt, 5)
+    assert p.shape == (9, 7) and np.all(p[:, 3:] == 0)  # classes 0-2 only
+    np.testing.assert_array_equal(p, predict_clips(model, ft, offt, 5))
+    np.testing.assert_array_equal(p, svm.predict_proba_full(model, k_average_clips(ft, offt, 5)))
+
+
+def test_reapply_reads_the_run_and_gives_back_the_stage_probabilities(tmp_path):
+    from emotiw_utils import artifacts, model_store, records, stages, svm
+    from emotiw_utils.kavg import reapply
+    from emotiw_utils.protocol import check_partition
+
+    f, off, y = _clips(30, 0)
+    ft, offt, _ = _clips(12, 2)
+    for split, (a, o, lab) in (("Train", (f, off, y)), ("Test", (ft, offt, np.full(12, -1)))):
+        artifacts.save_npz_atomic(stages.CNN.path(tmp_path, "frame_logits", split=split), logits=a, offsets=o,
+                                  labels=lab, clip_ids=np.array([f"{split}{i}" for i in range(len(lab))]))
+    with pytest.raises(FileNotFoundError, match="run stage 04_kavg_svm first"):
+        reapply(tmp_path, "Test")
+    model = svm.fit_svm(k_average_clips(f, off, 4), y, C=3.0, gamma="scale", seed=1)
+    records.KavgRecord(partition=records.PartitionRecord.of(check_partition(["Train"], "Val")), C=3.0,
+                       gamma="scale", k=4).write(stages.KAVG.dir(tmp_path))
+    model_store.save_model(stages.KAVG.path(tmp_path, "svm"), model)
+    stored = svm.predict_proba_full(model, k_average_clips(ft, offt, 4))  # what chapter 04 writes
+    again = reapply(tmp_path, "Test")
+    np.testing.assert_array_equal(again, stored)
+    assert again.shape == (12, 7) and again.dtype == np.float64
