@@ -145,6 +145,9 @@ def _cmd_book(args) -> int:
     if not toc.is_file():
         print(f"emotiw: error: {toc} not found", file=sys.stderr)
         return 1
+    from .book_pages import prepare_book
+
+    prepare_book(root)  # execution statistics, the landing page's headline, MyST sources (from the run)
     missing = [f for f in _toc_files(toc)
                if not any((root / f).with_suffix(ext).is_file() or (root / (f + ext)).is_file()
                           for ext in (".md", ".ipynb", ".rst"))]

@@ -9,10 +9,6 @@ touches the developer's ``book/executed`` or ``_build``. The synthetic smoke dat
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,23 +17,8 @@ from emotiw_utils import artifacts, paths, pipeline
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("smoke")
-    site = tmp / "site"
-    (site / "book").mkdir(parents=True)
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(paths.REPO_ROOT / name, site / name)
-    for page in (paths.REPO_ROOT / "book").glob("*.md"):
-        shutil.copy(page, site / "book" / page.name)
-    # literalinclude paths in the chapters are relative to the repository root.
-    (site / "emotiw_utils").symlink_to(paths.REPO_ROOT / "emotiw_utils")
-    results = pipeline.run_pipeline("smoke", run_dir=tmp / "run", executed_dir=site / "book" / "executed",
-                                    device="cpu", progress=False)
-    build = subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), "build", str(site), "-W", "-n",
-                            "--keep-going"], capture_output=True, text=True)
-    return dict(results=results, run=tmp / "run", site=site, build=build)
+# The `smoke` fixture (the run and the book build, once per session) is in conftest.py: the browser test
+# (test_book_browser.py) opens the same book.
 
 
 def test_every_existing_stage_ran(smoke):
