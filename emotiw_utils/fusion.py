@@ -57,24 +57,26 @@ Deviations and choices the paper leaves open
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-
-from emotiw_utils.checkpoints import read_model, write_model
-from emotiw_utils.device import torch_device
-from emotiw_utils.history import BestWeights, EpochCurves, report_epoch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["ACTIVATIONS", "COMMON_UNITS", "MODALITY_UNITS", "REGIMES", "FeatureScaler", "FusionCheckpoint",
-           "FusionHistory", "FusionNet", "RectTanh", "first_layer_sparsity", "fusion_penalty", "load_fusion",
-           "make_activation", "predict_proba", "regime_parameters", "save_fusion", "train_fusion",
-           "unit_sharing"]
+from emotiw_utils import artifacts, metrics, stages
+from emotiw_utils.checkpoints import read_model, write_model
+from emotiw_utils.device import torch_device
+from emotiw_utils.history import BestWeights, EpochCurves, report_epoch
+
+__all__ = ["ACTIVATIONS", "COMMON_UNITS", "MAIN_REGIME", "MODALITY_UNITS", "REGIMES", "FeatureScaler",
+           "FusionCheckpoint", "FusionHistory", "FusionInputs", "FusionNet", "FusionRun", "FusionSettings", "RectTanh",
+           "feature_stages", "first_layer_sparsity", "fusion_penalty", "load_fusion", "load_regime",
+           "make_activation", "predict_clips", "predict_proba", "read_features", "reapply", "regime_parameters",
+           "save_fusion", "save_regime", "train_fusion", "train_regimes", "train_run", "unit_sharing"]
 
 #: Hidden units of each modality's first layer (section 5.1): 105-d kavg -> 100, 10-d audio -> 10,
 #: 200-d IRNN state -> 50.
@@ -573,3 +575,182 @@ def load_fusion(path: str | Path, device: Any = "cpu") -> FusionCheckpoint:
                     lambda config: FusionNet(**config), device=device, history=FusionHistory.from_dict,
                     fields={"scaler": FeatureScaler.from_dict})
     return FusionCheckpoint(model=ck.model, scaler=ck.fields["scaler"], history=ck.history, extra=ck.extra)
+
+
+# ----------------------------------------------------------------------------- chapter 07 on a run
+
+#: The regime of chapter 07's main network (its ``clip_probs`` and Table 1's fusion row): the paper's fix.
+MAIN_REGIME = "stable"
+
+
+def feature_stages() -> dict[str, stages.Stage]:
+    """Modality -> the stage whose ``fusion_features`` file holds its input vector (03 ``rnn``, 04 ``kavg``,
+    05 ``audio``), in stage order, which is the order of the network's modality blocks."""
+    return {st.modality: st for st in stages.STAGES if "fusion_features" in st.artifacts and st.modality}
+
+
+def read_features(run_dir: str | Path, split: str) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """The fusion network's inputs of one split of a run: ``(clip_ids (N,), {modality: (N, D_m)}, labels (N,))``,
+    the labels from the first input stage's ``clip_probs``. ValueError when the stages list different clips;
+    FileNotFoundError naming the stage to run when a file is missing."""
+    ids, out, first = None, {}, None
+    for m, st in feature_stages().items():
+        path = st.require(run_dir, "fusion_features", split=split)
+        cid, feats = artifacts.load_fusion_features(path)
+        if m not in feats:
+            raise ValueError(f"{path}: holds no {m!r} block (it has {sorted(feats)})")
+        if ids is not None and not np.array_equal(cid, ids):
+            raise ValueError(f"{st.name}: its {split} clips differ from those of {first.name}; were the stages run "
+                             "on the same data?")
+        ids, out[m], first = cid, feats[m], first or st
+    if first is None:
+        raise ValueError("no stage of the registry writes fusion_features")
+    lab_ids, _, labels = artifacts.load_clip_probs(first.require(run_dir, "clip_probs", split=split))
+    if not np.array_equal(lab_ids, ids):
+        raise ValueError(f"{first.name}: its {split} clip_probs and fusion_features list different clips")
+    return ids, out, labels
+
+
+@dataclass(frozen=True)
+class FusionSettings:
+    """The network and training settings every regime and seed of chapter 07 shares: modality ``units``,
+    ``common`` units, ``activation``, ``dropout``, the penalty weights ``group`` and ``l1``, ``batch_size``."""
+
+    units: Mapping[str, int] | None = None
+    common: int = COMMON_UNITS
+    activation: str = "sigmoid"
+    dropout: float = 0.0
+    group: float = 1e-3
+    l1: float = 1e-4
+    batch_size: int = 64
+
+    def build(self, input_dims: Mapping[str, int], seed: int) -> FusionNet:
+        """A fresh :class:`FusionNet` with these settings, initialised under ``seed``."""
+        return FusionNet(input_dims, self.units, common=self.common, activation=self.activation,
+                         dropout=self.dropout, seed=seed)
+
+
+@dataclass
+class FusionInputs:
+    """Chapter 07's data: per split the clip ids, the standardised features (modality -> ``(N, D_m)``) and the
+    labels; the training features and labels (``train_splits`` together), the ``select_split`` (None: nothing
+    held out) and the :class:`FeatureScaler` fitted on the training clips."""
+
+    clip_ids: dict[str, np.ndarray]
+    x: dict[str, dict[str, np.ndarray]]
+    labels: dict[str, np.ndarray]
+    x_train: dict[str, np.ndarray]
+    y_train: np.ndarray
+    train_splits: tuple[str, ...]
+    select_split: str | None
+    scaler: FeatureScaler
+
+    @classmethod
+    def standardise(cls, clip_ids: Mapping[str, Any], features: Mapping[str, Mapping[str, Any]],
+                    labels: Mapping[str, Any], train_splits: Sequence[str],
+                    select_split: str | None) -> FusionInputs:
+        """Fit the scaler on the clips of ``train_splits`` and standardise every split (``features``: split ->
+        modality -> ``(N, D_m)``)."""
+        train_splits = tuple(train_splits)
+        if not train_splits:
+            raise ValueError("need at least one training split")
+        raw = {m: np.concatenate([features[s][m] for s in train_splits]) for m in features[train_splits[0]]}
+        y_train = np.concatenate([labels[s] for s in train_splits])
+        scaler = FeatureScaler.fit(raw)
+        return cls(clip_ids={s: np.asarray(v) for s, v in clip_ids.items()},
+                   x={s: scaler(features[s]) for s in features}, labels={s: np.asarray(v) for s, v in labels.items()},
+                   x_train=scaler(raw), y_train=y_train, train_splits=train_splits, select_split=select_split,
+                   scaler=scaler)
+
+    @property
+    def dims(self) -> dict[str, int]:
+        """Modality -> feature size."""
+        return {m: v.shape[1] for m, v in self.x_train.items()}
+
+    @property
+    def select(self) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
+        """``(features, labels)`` of the select split, for :func:`train_fusion`'s early stopping."""
+        return None if self.select_split is None else (self.x[self.select_split], self.labels[self.select_split])
+
+
+@dataclass
+class FusionRun:
+    """One trained network: its ``regime`` and ``seed``, the ``model`` (best weights), its learning curves,
+    its probabilities of every split (split -> ``(N, 7)``) and their accuracies
+    (:func:`emotiw_utils.metrics.split_accuracies`)."""
+
+    regime: str
+    seed: int
+    model: FusionNet
+    history: FusionHistory
+    probs: dict[str, np.ndarray]
+    accuracy: dict[str, float]
+
+
+def train_run(inputs: FusionInputs, settings: FusionSettings, regime: str, seed: int, epochs: int,
+              fixed_epochs: int | None = None, device: Any = "cpu") -> FusionRun:
+    """Build a network (``seed``), train it in ``regime`` (:data:`REGIMES`) for ``epochs`` with early stopping
+    on the select split (``fixed_epochs``: exactly that many, no selection), and predict every split."""
+    model = settings.build(inputs.dims, seed)
+    hist = train_fusion(model, inputs.x_train, inputs.y_train, select=inputs.select, epochs=int(epochs),
+                        batch_size=settings.batch_size, group=settings.group, l1=settings.l1, seed=seed,
+                        device=device, fixed_epochs=None if fixed_epochs is None else int(fixed_epochs),
+                        **regime_parameters(regime))
+    probs = {sp: predict_proba(model, x, device=device) for sp, x in inputs.x.items()}
+    return FusionRun(regime, int(seed), model, hist, probs,
+                     metrics.split_accuracies(probs, inputs.labels, inputs.train_splits))
+
+
+def train_regimes(inputs: FusionInputs, settings: FusionSettings, epochs: Mapping[str, int], seeds: Sequence[int],
+                  fixed_epochs: Mapping[str, int] | None = None, device: Any = "cpu",
+                  progress: bool = False) -> dict[tuple[str, int], FusionRun]:
+    """:func:`train_run` for every regime of :data:`REGIMES` (in order) and every seed: ``{(regime, seed): run}``.
+
+    ``epochs`` (and ``fixed_epochs``, when retraining with a reference run's epochs) give every regime's
+    value; ValueError otherwise. ``progress``: a progress bar per regime.
+    """
+    for what, given in (("epochs", epochs), ("fixed_epochs", fixed_epochs)):
+        if given is not None and set(given) != set(REGIMES):
+            raise ValueError(f"{what} must give the epochs of every regime {list(REGIMES)}, got {dict(given)}")
+    from tqdm import tqdm
+
+    runs = {}
+    for regime in REGIMES:
+        for s in tqdm(list(seeds), desc=f"{regime} regime", unit="seed", disable=not progress):
+            runs[(regime, int(s))] = train_run(inputs, settings, regime, int(s), epochs[regime],
+                                               None if fixed_epochs is None else fixed_epochs[regime], device)
+    return runs
+
+
+def save_regime(run_dir: str | Path, run: FusionRun, inputs: FusionInputs) -> Path:
+    """Persist one regime's network of a run: the model with its input scaler and learning curves
+    (artifact ``fusion``) and its probabilities of every split (``regime_probs``). Returns the model's path."""
+    stages.FUSION.dir(run_dir).mkdir(parents=True, exist_ok=True)
+    for sp, p in run.probs.items():
+        artifacts.save_clip_probs(stages.FUSION.path(run_dir, "regime_probs", regime=run.regime, split=sp),
+                                  inputs.clip_ids[sp], p, inputs.labels[sp])
+    return save_fusion(stages.FUSION.path(run_dir, "fusion", regime=run.regime), run.model, inputs.scaler,
+                       run.history, extra={"regime": run.regime, "seed": run.seed,
+                                           "train_splits": list(inputs.train_splits),
+                                           "select_split": inputs.select_split})
+
+
+def load_regime(run_dir: str | Path, regime: str, device: Any = "cpu") -> FusionCheckpoint:
+    """The network of ``regime`` that chapter 07 persisted in ``run_dir`` (FileNotFoundError naming the stage to
+    run when it has not)."""
+    regime_parameters(regime)  # ValueError for an unknown regime
+    return load_fusion(stages.FUSION.require(run_dir, "fusion", regime=regime), device=device)
+
+
+def predict_clips(checkpoint: FusionCheckpoint, features: Mapping[str, Any], device: Any = "cpu") -> np.ndarray:
+    """Probabilities ``(N, 7)`` of a persisted network for clips given by their raw input vectors (modality ->
+    ``(N, D_m)``, e.g. one new clip's with ``N = 1``), standardised with the network's own scaler."""
+    x = checkpoint.scaler(features) if checkpoint.scaler is not None else features
+    return predict_proba(checkpoint.model, x, device=device)
+
+
+def reapply(run_dir: str | Path, split: str, regime: str, device: Any = "cpu") -> np.ndarray:
+    """Chapter 07's probabilities of ``split`` for ``regime`` ``(N, 7)``, recomputed from the persisted network
+    and the run's ``fusion_features``."""
+    _, features, _ = read_features(run_dir, split)
+    return predict_clips(load_regime(run_dir, regime, device), features, device)

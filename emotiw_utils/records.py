@@ -55,6 +55,10 @@ class Accuracies:
     def from_dict(cls, d: Mapping[str, Any]) -> Accuracies:
         return cls(tuple(float(v) for v in d.get("train", ())), tuple(float(v) for v in d.get("val", ())))
 
+    def to_dict(self) -> dict[str, list[float]]:
+        """``{"train": [...], "val": [...]}``, as :func:`emotiw_utils.paper.table1_frame` takes a row."""
+        return {"train": list(self.train), "val": list(self.val)}
+
 
 @dataclass(frozen=True)
 class Record:

@@ -57,6 +57,11 @@ class Artifact:
             raise ValueError(f"{self.pattern}: needs fields {list(self.fields)}, got {sorted(fields)}")
         return self.pattern.format(**fields)
 
+    @property
+    def glob(self) -> str:
+        """The pattern with every field a ``*`` (``is10_*.npz``), to find every file of the artifact."""
+        return "".join(text + ("*" if f else "") for text, f, _, _ in string.Formatter().parse(self.pattern))
+
 
 #: The clip-level contract of every classifier stage (03-08): clip ids, (N, 7) probabilities, labels.
 CLIP_PROBS = Artifact("clip_probs_{split}.npz", "per-clip class probabilities (clip_ids, probs N x 7, labels)")

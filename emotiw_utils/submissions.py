@@ -12,7 +12,7 @@ parameter values. What varies:
 * 3, 6: retrain on Train+Val keeping every hyperparameter of 2 (resp. 4): the IRNN's and the fusion
   network's epochs, the SVMs' C and gamma, the audio PCA size, and the random search's weights.
 * 7: a random search over the outputs of 3 and 6 on Train+Val, which trained both (the paper's
-  deliberate exception to its own rule; done by chapter 09 itself, not by a chain).
+  deliberate exception to its own rule; :func:`combine`, not a chain).
 
 The frame CNN (stages 00-02) is never retrained (paper 6.3: "the models that are CNN-based have also been
 retrained but not the underlying CNN"): every submission links the main run's 00-02. Each chain stage
@@ -24,30 +24,59 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import artifacts
+import numpy as np
 
-__all__ = ["CHAIN", "MODEL_STAGES", "SHARED_STAGES", "SUBMISSIONS", "Submission", "chain_overrides", "final_dir",
-           "prepare_submission", "retrain_overrides", "run_submission", "run_submissions", "submission_dir",
-           "write_predictions"]
+from . import artifacts, records, stages
+from .constants import AFEW_SPLITS
+
+__all__ = ["CHAIN", "MODEL_STAGES", "SHARED_STAGES", "SUBMISSIONS", "Submission", "chain_overrides", "check_selection",
+           "combine", "combine_splits", "final_dir", "final_path", "final_probs", "prepare_submission",
+           "retrain_overrides", "run_submission", "run_submissions", "scores", "submission_dir", "write_predictions"]
 
 #: Stages every submission takes from the main run unchanged (the CNN is not retrained).
-SHARED_STAGES: tuple[str, ...] = ("00_datasets", "01_alignment", "02_cnn")
-#: Stages that train a model on ``train_splits`` (linked when a submission shares another's models).
-MODEL_STAGES: tuple[str, ...] = ("03_irnn", "04_kavg_svm", "05_audio", "06_activity_sae", "07_fusion")
+SHARED_STAGES: tuple[str, ...] = tuple(s.name for s in (stages.DATASETS, stages.ALIGNMENT, stages.CNN))
+#: Stages that train a model on ``train_splits`` (linked when a submission shares another's models): the
+#: classifiers whose probabilities decision fusion combines (``Stage.modality`` in the registry).
+MODEL_STAGES: tuple[str, ...] = tuple(s.name for s in stages.modality_stages().values())
 #: The chain a submission re-runs.
-CHAIN: tuple[str, ...] = MODEL_STAGES + ("08_random_search",)
+CHAIN: tuple[str, ...] = MODEL_STAGES + (stages.SEARCH.name,)
 #: Files that are caches keyed by the input clips and unsupervised settings (not by the partition): copied
-#: from the main run so a re-run does not compute them again. The IS10 features, and the activity features
-#: (SAE + k-means + histograms; learned without labels on the main run's ``sae_splits``, so, like the
-#: CNN, not retrained per submission: each chain refits only the activity SVM).
-_CACHES: dict[str, tuple[str, ...]] = {"05_audio": ("is10_*.npz",), "06_activity_sae": ("activity_features.npz",)}
+#: from the main run so a re-run does not compute them again (each chain stage's ``caches`` in the registry:
+#: the IS10 features, and the activity features -- SAE + k-means + histograms, learned without labels on the
+#: main run's ``sae_splits``, so, like the CNN, not retrained per submission: each chain refits only the
+#: activity SVM). Stage -> file-name patterns.
+_CACHES: dict[str, tuple[str, ...]] = {st.name: tuple(st.artifact(k).glob for k in st.caches)
+                                       for st in map(stages.get, CHAIN) if st.caches}
 #: Parameters the runner injects; never copied from a manifest into overrides.
 _NOT_COPIED = ("stage", "run_dir", "afew_dir", "fer2013_path", "tfd_path", "synthetic", "device", "profile")
+#: What a chain stage chooses on its select split, by the record it writes: parameter -> its value in the
+#: record. A re-run chain resets these parameters (the stage chooses again); a retraining submission sets them
+#: from its reference (paper 6.3: "retaining all hyper-parameters including early stopping epoch number and
+#: combination weights"). A record class not listed inherits the entry of its base class.
+_CHOSEN: dict[type[records.Record], dict[str, Callable[[Any], Any]]] = {
+    records.IrnnRecord: {"fixed_epochs": lambda r: int(r.best_epoch)},
+    records.SvmRecord: {"svm_C": lambda r: r.C, "svm_gamma": lambda r: r.gamma},
+    records.AudioRecord: {"n_components": lambda r: int(r.n_components), "svm_C": lambda r: r.C,
+                          "svm_gamma": lambda r: r.gamma},
+    records.FusionRecord: {"fixed_epochs": lambda r: {k: int(v) for k, v in r.best_epochs.items()}},
+    records.SearchRecord: {"fixed_weights": lambda r: {"modalities": list(r.modalities),
+                                                       "weights": [list(w) for w in r.weights]}},
+}
+
+
+def _chosen(stage: str) -> dict[str, Callable[[Any], Any]]:
+    """The parameters ``stage`` chooses on its select split (:data:`_CHOSEN` of its record class)."""
+    cls = records.record_class(stage)
+    for c in cls.__mro__:
+        if c in _CHOSEN:
+            return _CHOSEN[c]
+    raise ValueError(f"{stage}: no entry for its record {cls.__name__}; say in submissions._CHOSEN which of its "
+                     "parameters a retraining submission fixes")
 
 
 @dataclass(frozen=True)
@@ -71,6 +100,17 @@ class Submission:
         """True for 1-6 (a re-run of the chain), False for 7 (a search over two submissions' outputs)."""
         return not self.combine
 
+    @property
+    def depends_on(self) -> tuple[int, ...]:
+        """The submissions this one needs to have run: the one whose models it shares, the one whose choices it
+        retrains with, the ones it combines."""
+        return tuple(n for n in (self.same_models_as, self.retrain_of) if n is not None) + tuple(self.combine)
+
+    @property
+    def retrained(self) -> bool:
+        """True when both Train and Val trained it (3, 6, and 7 through them): no Train or Val figure."""
+        return not self.is_chain or self.retrain_of is not None
+
 
 #: Table 2's seven submissions (methods quoted from the paper).
 SUBMISSIONS: dict[int, Submission] = {s.number: s for s in (
@@ -88,22 +128,106 @@ SUBMISSIONS: dict[int, Submission] = {s.number: s for s in (
 )}
 
 
+def check_selection(numbers: Sequence[int]) -> list[int]:
+    """The submissions ``numbers`` asks for, sorted; ValueError for an unknown one, or for one whose
+    :attr:`Submission.depends_on` is not among them (naming each, e.g. "3 needs 2")."""
+    wanted = sorted({int(n) for n in numbers})
+    unknown = [n for n in wanted if n not in SUBMISSIONS]
+    if unknown:
+        raise ValueError(f"unknown submissions {unknown}; Table 2 has {min(SUBMISSIONS)}-{max(SUBMISSIONS)}")
+    missing = [(n, d) for n in wanted for d in SUBMISSIONS[n].depends_on if d not in wanted]
+    if missing:
+        raise ValueError("submissions depend on others: " + ", ".join(f"{a} needs {b}" for a, b in missing))
+    return wanted
+
+
 def submission_dir(run_dir: str | Path, number: int) -> Path:
     """``{run_dir}/submissions/sub{number}``."""
     return Path(run_dir) / "submissions" / f"sub{int(number)}"
 
 
 def final_dir(run_dir: str | Path, number: int) -> Path:
-    """Folder holding a submission's final ``clip_probs_{split}.npz``: its random search (08) for 1-6, the
-    submission folder itself for 7."""
-    return submission_dir(run_dir, number) / ("08_random_search" if _get(number).is_chain else "")
+    """Folder holding a submission's final ``clip_probs``: its random search (08) for 1-6, the submission
+    folder itself for 7."""
+    sdir = submission_dir(run_dir, number)
+    return stages.SEARCH.dir(sdir) if _get(number).is_chain else sdir
 
 
-def write_predictions(out_dir: str | Path, number: int, clip_ids: Sequence[str], probs: Any) -> int:
-    """Write a submission's test predictions in EmotiW's per-clip form, ``{out_dir}/emotiw/sub{N}/<clip>.txt``
-    (one line: the emotion name), and all of them in ``{out_dir}/sub{N}_predictions.csv`` (clip, emotion, the
-    seven probabilities). Returns the number of clips."""
-    import numpy as np
+def final_path(run_dir: str | Path, number: int, split: str) -> Path:
+    """The file of a submission's final probabilities of ``split`` (the stage contract's ``clip_probs``)."""
+    return final_dir(run_dir, number) / stages.CLIP_PROBS.name(split=split)
+
+
+def final_probs(run_dir: str | Path, number: int, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(clip_ids, probs (N, 7), labels)`` of a submission's final predictions of ``split``."""
+    return artifacts.load_clip_probs(final_path(run_dir, number, split))
+
+
+def scores(run_dir: str | Path, number: int) -> dict[str, float | None]:
+    """A submission's Table 2 row: accuracy on ``train``, ``val``, ``test`` and the Test UAR. Like the paper,
+    a submission that both Train and Val trained (:attr:`Submission.retrained`) has no Train or Val figure."""
+    from . import metrics
+
+    acc, uar = {}, {}
+    for s in AFEW_SPLITS:
+        _, p, y = final_probs(run_dir, number, s)
+        acc[s] = metrics.accuracy(y, p.argmax(1))
+        uar[s] = metrics.unweighted_average_recall(y, p.argmax(1))
+    retrained = _get(number).retrained
+    return {"train": None if retrained else acc["Train"], "val": None if retrained else acc["Val"],
+            "test": acc["Test"], "test_uar": uar["Test"]}
+
+
+def combine_splits(number: int) -> tuple[str, ...]:
+    """The splits submission ``number`` (7) searches its weights on: those that trained the submissions it
+    combines (Train+Val), in split order."""
+    sub = _get(number)
+    trained = {s for n in sub.combine for s in _get(n).train_splits}
+    return tuple(s for s in AFEW_SPLITS if s in trained)
+
+
+def combine(number: int, run_dir: str | Path, spec: Any, *, seed: int = 0, device: Any = "cpu",
+            progress: bool = False):
+    """Submission 7: a random search over the final probabilities of the submissions it combines (3 and 6),
+    on the splits that trained them (:func:`combine_splits`, the paper's deliberate exception to its own rule),
+    then their fusion with the weights found written as its final ``clip_probs`` of every split. ``spec``: the
+    search's :class:`emotiw_utils.random_search.SearchSpec`. Returns the
+    :class:`emotiw_utils.random_search.SearchResult` (its modalities are named ``"sub N"``)."""
+    from .decision import fuse_probs
+    from .random_search import random_search
+
+    sub = _get(number)
+    if sub.is_chain:
+        raise ValueError(f"submission {number} is a re-run of the chain; it combines no submissions")
+    names = {n: f"sub {n}" for n in sub.combine}
+    probs: dict[str, dict[str, np.ndarray]] = {}
+    ids: dict[str, np.ndarray] = {}
+    labels: dict[str, np.ndarray] = {}
+    for n in sub.combine:
+        probs[names[n]] = {}
+        for s in AFEW_SPLITS:
+            cid, probs[names[n]][s], y = final_probs(run_dir, n, s)
+            if s in ids and (not np.array_equal(cid, ids[s]) or not np.array_equal(y, labels[s])):
+                raise ValueError(f"submission {n}: its {s} clips or labels differ from those of submission "
+                                 f"{sub.combine[0]}")
+            ids[s], labels[s] = cid, y
+    splits = combine_splits(number)
+    result = random_search({m: np.concatenate([p[s] for s in splits]) for m, p in probs.items()},
+                           np.concatenate([labels[s] for s in splits]), spec, seed=seed, device=device,
+                           trained_on={names[n]: _get(n).train_splits for n in sub.combine},
+                           search_split="+".join(splits), allow_trained_split=True, progress=progress)
+    out = submission_dir(run_dir, number)
+    out.mkdir(parents=True, exist_ok=True)
+    for s in AFEW_SPLITS:
+        fused = fuse_probs({m: p[s] for m, p in probs.items()}, list(result.modalities), result.weights)
+        artifacts.save_clip_probs(final_path(run_dir, number, s), ids[s], fused, labels[s])
+    return result
+
+
+def write_predictions(run_dir: str | Path, number: int, clip_ids: Sequence[str], probs: Any) -> int:
+    """Write a submission's test predictions into this run's submissions stage: in EmotiW's per-clip form
+    (artifact ``emotiw``: one file per clip, one line: the emotion name), and all of them in one CSV (artifact
+    ``predictions``: clip, emotion, the seven probabilities). Returns the number of clips."""
     import pandas as pd
 
     from .constants import EMOTIONS
@@ -112,13 +236,15 @@ def write_predictions(out_dir: str | Path, number: int, clip_ids: Sequence[str],
     if p.shape != (len(clip_ids), len(EMOTIONS)):
         raise ValueError(f"probs must be ({len(clip_ids)}, {len(EMOTIONS)}), got {p.shape}")
     names = [EMOTIONS[i] for i in p.argmax(1)]
-    clip_dir = Path(out_dir) / "emotiw" / f"sub{int(number)}"
-    clip_dir.mkdir(parents=True, exist_ok=True)
     for cid, name in zip(clip_ids, names):
-        artifacts.atomic_write_text(clip_dir / f"{cid}.txt", name + "\n")
+        path = stages.SUBMISSIONS.path(run_dir, "emotiw", number=int(number), clip=cid)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        artifacts.atomic_write_text(path, name + "\n")
     frame = pd.DataFrame({"clip": list(clip_ids), "emotion": names,
                           **{f"p_{e}": p[:, i].round(5) for i, e in enumerate(EMOTIONS)}})
-    artifacts.atomic_write_text(Path(out_dir) / f"sub{int(number)}_predictions.csv", frame.to_csv(index=False))
+    csv = stages.SUBMISSIONS.path(run_dir, "predictions", number=int(number))
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    artifacts.atomic_write_text(csv, frame.to_csv(index=False))
     return len(names)
 
 
@@ -129,9 +255,10 @@ def _get(number: int) -> Submission:
 
 
 def _main_partition(run_dir: Path) -> tuple[tuple[str, ...], str | None]:
-    m = artifacts.read_manifest(run_dir / "03_irnn")
+    m = artifacts.read_manifest(stages.IRNN.dir(run_dir))
     if m is None:
-        raise FileNotFoundError(f"{run_dir / '03_irnn'}: no manifest; run the main chain (stages 00-08) first")
+        raise FileNotFoundError(f"{stages.IRNN.dir(run_dir)}: no manifest; run the main chain "
+                                f"({SHARED_STAGES[0]} to {CHAIN[-1]}) first")
     p = m["parameters"]
     return tuple(p["train_splits"]), p["select_split"]
 
@@ -139,7 +266,7 @@ def _main_partition(run_dir: Path) -> tuple[tuple[str, ...], str | None]:
 def _main_search_is(sub: Submission, run_dir: Path) -> bool:
     """True when the main run's random search (08) is this submission's: same partition, same fusion regime
     and a search of its own (no fixed weights); the submission then links it instead of searching again."""
-    m = artifacts.read_manifest(run_dir / "08_random_search")
+    m = artifacts.read_manifest(stages.SEARCH.dir(run_dir))
     p = m["parameters"] if m else {}
     return (p.get("fusion_regime") == sub.fusion_regime and p.get("fixed_weights") is None
             and tuple(p.get("train_splits") or ()) == sub.train_splits and p.get("select_split") == sub.select_split)
@@ -147,8 +274,8 @@ def _main_search_is(sub: Submission, run_dir: Path) -> bool:
 
 def _link(target: Path, link: Path) -> None:
     """Make ``link`` a relative symlink to the stage folder ``target`` (replacing an old link or folder)."""
-    if not (target / "manifest.json").is_file():
-        raise FileNotFoundError(f"{target}: no successful stage run to link to (manifest.json missing)")
+    if not (target / stages.MANIFEST).is_file():
+        raise FileNotFoundError(f"{target}: no successful stage run to link to ({stages.MANIFEST} missing)")
     if link.is_symlink() or link.is_file():
         link.unlink()
     elif link.is_dir():
@@ -157,7 +284,7 @@ def _link(target: Path, link: Path) -> None:
 
 
 def _model_source(sub: Submission, run_dir: Path) -> Path | None:
-    """Folder whose stages 03-07 this submission shares (the main run or another submission), or None."""
+    """Folder whose model stages this submission shares (the main run or another submission), or None."""
     if sub.same_models_as is not None:
         return _model_source(_get(sub.same_models_as), run_dir) or submission_dir(run_dir, sub.same_models_as)
     if sub.retrain_of is None and (sub.train_splits, sub.select_split) == _main_partition(run_dir):
@@ -174,19 +301,20 @@ def prepare_submission(number: int, run_dir: str | Path) -> tuple[Path, list[str
     missing = [st for st in SHARED_STAGES + CHAIN if artifacts.read_manifest(run_dir / st) is None]
     if missing:
         raise FileNotFoundError(f"{run_dir}: no successful run of {', '.join(missing)}; run the main chain "
-                                "(stages 00-08) first")
+                                f"({SHARED_STAGES[0]} to {CHAIN[-1]}) first")
     sdir = submission_dir(run_dir, number)
     sdir.mkdir(parents=True, exist_ok=True)
     for stage in SHARED_STAGES:
         _link(run_dir / stage, sdir / stage)
     source = _model_source(sub, run_dir)
+    search = stages.SEARCH.name
     if source is not None:
         for stage in MODEL_STAGES:
             _link(source / stage, sdir / stage)
         if source == run_dir and _main_search_is(sub, run_dir):
-            _link(run_dir / "08_random_search", sdir / "08_random_search")
+            _link(run_dir / search, sdir / search)
             return sdir, []
-        return sdir, ["08_random_search"]
+        return sdir, [search]
     for stage, patterns in _CACHES.items():
         (sdir / stage).mkdir(exist_ok=True)
         for pattern in patterns:
@@ -196,66 +324,46 @@ def prepare_submission(number: int, run_dir: str | Path) -> tuple[Path, list[str
     return sdir, list(CHAIN)
 
 
-def _stage_metrics(folder: Path, stage: str) -> dict:
-    try:
-        return artifacts.read_metrics(folder / stage)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{folder / stage}: no metrics.json; run that stage first") from None
-
-
 def retrain_overrides(reference: str | Path) -> dict[str, Any]:
     """``STAGE.KEY`` overrides that fix every choice the reference chain (a run or submission folder) made on
-    its select split: IRNN and fusion epochs, SVM C/gamma, audio PCA size, random-search weights (paper 6.3:
-    "retaining all hyper-parameters including early stopping epoch number and combination weights")."""
-    ref = Path(reference)
-    irnn = _stage_metrics(ref, "03_irnn")
-    kavg = _stage_metrics(ref, "04_kavg_svm")
-    audio = _stage_metrics(ref, "05_audio")
-    activity = _stage_metrics(ref, "06_activity_sae")
-    fusion = _stage_metrics(ref, "07_fusion")
-    search = _stage_metrics(ref, "08_random_search")
-    return {
-        "03_irnn.fixed_epochs": int(irnn["best_epoch"]),
-        "04_kavg_svm.svm_C": kavg["svm"]["C"], "04_kavg_svm.svm_gamma": kavg["svm"]["gamma"],
-        "05_audio.n_components": audio["chosen"]["n_components"], "05_audio.svm_C": audio["chosen"]["C"],
-        "05_audio.svm_gamma": audio["chosen"]["gamma"],
-        "06_activity_sae.svm_C": activity["svm"]["C"], "06_activity_sae.svm_gamma": activity["svm"]["gamma"],
-        "07_fusion.fixed_epochs": {r: int(v["best_epoch"]) for r, v in fusion["regimes"].items()},
-        "08_random_search.fixed_weights": {"modalities": list(search["final"]["modalities"]),
-                                           "weights": search["final"]["weights"]},
-    }
+    its select split, read from each chain stage's record: IRNN and fusion epochs, SVM C/gamma, audio PCA
+    size, random-search weights (paper 6.3: "retaining all hyper-parameters including early stopping epoch
+    number and combination weights"). FileNotFoundError naming a stage of the reference that has not run."""
+    out: dict[str, Any] = {}
+    for stage in CHAIN:
+        record = records.read(reference, stage)
+        out.update({f"{stage}.{key}": value(record) for key, value in _chosen(stage).items()})
+    return out
 
 
-def chain_overrides(number: int, run_dir: str | Path, stages: Sequence[str],
+def chain_overrides(number: int, run_dir: str | Path, to_run: Sequence[str],
                     extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Flat ``STAGE.KEY`` overrides for the ``stages`` a submission runs: the main run's parameters of each
-    stage, then the submission's partition and fusion regime, then (3, 6) :func:`retrain_overrides` of the
-    reference submission, then ``extra`` (``STAGE.KEY`` keys, e.g. fewer seeds)."""
+    """Flat ``STAGE.KEY`` overrides for the stages a submission runs (``to_run``): the main run's parameters of each
+    stage, then the submission's partition and fusion regime, with every choice a stage makes on its select
+    split left to it again, then (3, 6) :func:`retrain_overrides` of the reference submission, then ``extra``
+    (``STAGE.KEY`` keys, e.g. fewer seeds)."""
     sub = _get(number)
     run_dir = Path(run_dir).resolve()
     out: dict[str, Any] = {}
-    for stage in stages:
+    for stage in to_run:
         m = artifacts.read_manifest(run_dir / stage)
         if m is None:
-            raise FileNotFoundError(f"{run_dir / stage}: no manifest; run the main chain (stages 00-08) first")
+            raise FileNotFoundError(f"{run_dir / stage}: no manifest; run the main chain "
+                                    f"({SHARED_STAGES[0]} to {CHAIN[-1]}) first")
         out.update({f"{stage}.{k}": v for k, v in m["parameters"].items() if k not in _NOT_COPIED})
         out[f"{stage}.train_splits"] = list(sub.train_splits)
         out[f"{stage}.select_split"] = sub.select_split
-    if "08_random_search" in stages:
-        out["08_random_search.fusion_regime"] = sub.fusion_regime
-        out["08_random_search.fixed_weights"] = None
-    for stage in ("03_irnn", "07_fusion"):
-        if stage in stages:
-            out[f"{stage}.fixed_epochs"] = None
-    for stage, keys in (("04_kavg_svm", ("svm_C", "svm_gamma")), ("06_activity_sae", ("svm_C", "svm_gamma")),
-                        ("05_audio", ("n_components", "svm_C", "svm_gamma"))):
-        if stage in stages:
-            out.update({f"{stage}.{k}": None for k in keys})
+    search = stages.SEARCH.name
+    if search in to_run:
+        out[f"{search}.fusion_regime"] = sub.fusion_regime
+    for stage in to_run:
+        if stage in CHAIN:
+            out.update({f"{stage}.{key}": None for key in _chosen(stage)})
     if sub.retrain_of is not None:
         out.update({k: v for k, v in retrain_overrides(submission_dir(run_dir, sub.retrain_of)).items()
-                    if k.split(".", 1)[0] in stages})
+                    if k.split(".", 1)[0] in to_run})
     for k, v in (extra or {}).items():
-        if k.split(".", 1)[0] in stages:
+        if k.split(".", 1)[0] in to_run:
             out[k] = v
     return out
 
@@ -269,18 +377,12 @@ def run_submission(number: int, run_dir: str | Path, profile: str, *, data: Any 
     """
     from .pipeline import run_pipeline
 
-    sdir, stages = prepare_submission(number, run_dir)
-    if not stages:  # every stage linked (submission 2 when the main run's search used the stable fusion)
+    sdir, to_run = prepare_submission(number, run_dir)
+    if not to_run:  # every stage linked (submission 2 when the main run's search used the stable fusion)
         return []
-    overrides = chain_overrides(number, run_dir, stages, extra)
-    return run_pipeline(profile, stages=stages, run_dir=sdir, device=device, data=data, overrides=overrides,
+    overrides = chain_overrides(number, run_dir, to_run, extra)
+    return run_pipeline(profile, stages=to_run, run_dir=sdir, device=device, data=data, overrides=overrides,
                         executed_dir=sdir / "executed", progress=progress, recompute=recompute)
-
-
-
-def _parent(number: int) -> int | None:
-    sub = _get(number)
-    return sub.same_models_as if sub.same_models_as is not None else sub.retrain_of
 
 
 def run_submissions(numbers: Sequence[int], run_dir: str | Path, profile: str, *, parallel: int = 1,
@@ -288,7 +390,7 @@ def run_submissions(numbers: Sequence[int], run_dir: str | Path, profile: str, *
     """Run the chain submissions among ``numbers`` (:func:`run_submission`, ``kwargs`` passed on), up to
     ``parallel`` at a time; return ``{number: stage results}`` in number order.
 
-    A submission starts once the one it builds on (``same_models_as``, ``retrain_of``) has finished, so
+    A submission starts once those it builds on (:attr:`Submission.depends_on`) have finished, so
     with two at a time 4 runs beside 1-2-3, and 5 and 6 beside each other. Each is run by a thread driving
     papermill kernels; with more than one, the kernels started meanwhile get ``OMP_NUM_THREADS`` (and the
     MKL/OpenBLAS equivalents) set to the CPU cores divided by ``parallel``, so that they share the cores
@@ -301,9 +403,9 @@ def run_submissions(numbers: Sequence[int], run_dir: str | Path, profile: str, *
     if int(parallel) < 1:
         raise ValueError(f"parallel must be >= 1, got {parallel}")
     chain = sorted({int(n) for n in numbers if _get(int(n)).is_chain})
-    needs = {n: (_parent(n) if _parent(n) in chain else None) for n in chain}
+    needs = {n: [d for d in _get(n).depends_on if d in chain] for n in chain}
     # Start first what unlocks the most others (4 unlocks 5 and 6).
-    unlocks = {n: sum(1 for m in chain if needs[m] == n) for n in chain}
+    unlocks = {n: sum(1 for m in chain if n in needs[m]) for n in chain}
     pending = sorted(chain, key=lambda n: (-unlocks[n], n))
     out: dict[int, list] = {}
     errors: list[BaseException] = []
@@ -321,7 +423,7 @@ def run_submissions(numbers: Sequence[int], run_dir: str | Path, profile: str, *
             running: dict[Any, int] = {}
             while pending or running:
                 for n in list(pending):
-                    if len(running) < int(parallel) and (needs[n] is None or needs[n] in out):
+                    if len(running) < int(parallel) and all(d in out for d in needs[n]):
                         pending.remove(n)
                         running[pool.submit(run_submission, n, run_dir, profile, **kwargs)] = n
                 if not running:

@@ -123,37 +123,45 @@ def test_audio_and_activity_artifacts(smoke):
 
 
 def test_fusion_random_search_and_submission_artifacts(smoke):
+    from emotiw_utils import decision, fusion, records, stages
+    from emotiw_utils import submissions as submissions_
+
     run = smoke["run"]
     for split in ("Train", "Val", "Test"):
-        for variant in (None, "original", "stable"):
-            _, probs, _ = artifacts.load_clip_probs(run / "07_fusion" / paths.clip_probs_name(split, variant))
+        for regime in fusion.REGIMES:
+            _, probs, _ = artifacts.load_clip_probs(stages.FUSION.path(run, "regime_probs", regime=regime,
+                                                                       split=split))
             assert np.allclose(probs.sum(1), 1, atol=1e-5)
-        _, fused, _ = artifacts.load_clip_probs(run / "08_random_search" / paths.clip_probs_name(split))
+        _, fused, _ = artifacts.load_clip_probs(stages.SEARCH.path(run, "clip_probs", split=split))
         assert np.allclose(fused.sum(1), 1, atol=1e-5)
-    m7 = json.loads((run / "07_fusion" / paths.METRICS).read_text())
-    assert set(m7["regimes"]) == {"original", "stable"}
+    for regime in fusion.REGIMES:  # the persisted networks give the stage's Test probabilities again, exactly
+        _, stored, _ = artifacts.load_clip_probs(stages.FUSION.path(run, "regime_probs", regime=regime, split="Test"))
+        assert np.array_equal(fusion.reapply(run, "Test", regime), stored)
+    _, stored, _ = artifacts.load_clip_probs(stages.SEARCH.path(run, "clip_probs", split="Test"))
+    assert np.array_equal(decision.reapply(run, "Test"), stored)  # from the search's record
+    m7 = artifacts.read_metrics(stages.FUSION.dir(run))
+    assert set(records.read(run, stages.FUSION).best_epochs) == set(fusion.REGIMES) == set(m7["regimes"])
     assert m7["regimes"]["original"]["lr"] == 0.1 and m7["regimes"]["stable"]["momentum"] == 0.9
-    m8 = json.loads((run / "08_random_search" / paths.METRICS).read_text())
-    w = np.asarray(m8["final"]["weights"])
-    assert w.shape == (5, 7) and np.allclose(w.sum(0), 1)
-    assert len(m8["subsets"]) == 31  # every non-empty subset of the five classifiers
-    m9 = json.loads((run / "09_submissions" / paths.METRICS).read_text())
-    assert sorted(m9["table2"], key=int) == [str(n) for n in range(1, 8)]
-    subs = run / "submissions"
-    assert (subs / "sub1" / "03_irnn").is_symlink() and (subs / "sub5" / "07_fusion").is_symlink()
-    assert not (subs / "sub4" / "03_irnn").is_symlink()
-    p4 = json.loads((subs / "sub4" / "03_irnn" / paths.MANIFEST).read_text())["parameters"]
+    search = records.read(run, stages.SEARCH)
+    w = np.asarray(search.weights)
+    assert w.shape == (5, 7) and np.allclose(w.sum(0), 1) and list(search.modalities) == list(decision.MODALITIES)
+    assert len(artifacts.read_metrics(stages.SEARCH.dir(run))["subsets"]) == 31  # every subset of the five
+    table2 = records.read(run, stages.SUBMISSIONS).table2
+    assert sorted(table2, key=int) == [str(n) for n in range(1, 8)]
+    irnn, fusion_name = stages.IRNN.name, stages.FUSION.name
+    sub = {n: submissions_.submission_dir(run, n) for n in range(1, 8)}
+    assert (sub[1] / irnn).is_symlink() and (sub[5] / fusion_name).is_symlink()
+    assert not (sub[4] / irnn).is_symlink()
+    p4 = artifacts.read_manifest(stages.IRNN.dir(sub[4]))["parameters"]
     assert p4["train_splits"] == ["Val"] and p4["select_split"] == "Train"
-    p6 = json.loads((subs / "sub6" / "03_irnn" / paths.MANIFEST).read_text())["parameters"]
-    ref = json.loads((subs / "sub4" / "03_irnn" / paths.METRICS).read_text())
-    assert p6["train_splits"] == ["Train", "Val"] and p6["fixed_epochs"] == ref["best_epoch"]
-    m8_3 = json.loads((subs / "sub3" / "08_random_search" / paths.METRICS).read_text())
-    m8_2 = json.loads((subs / "sub2" / "08_random_search" / paths.METRICS).read_text())
-    assert m8_3["final"]["weights"] == m8_2["final"]["weights"]  # retraining keeps the combination weights
-    main_key = json.loads((run / "06_activity_sae" / paths.METRICS).read_text())["sae"]["key"]
+    p6 = artifacts.read_manifest(stages.IRNN.dir(sub[6]))["parameters"]
+    assert p6["train_splits"] == ["Train", "Val"] and p6["fixed_epochs"] == records.read(sub[4], stages.IRNN).best_epoch
+    # retraining keeps the combination weights
+    assert records.read(sub[3], stages.SEARCH).weights == records.read(sub[2], stages.SEARCH).weights
+    main_key = artifacts.read_metrics(stages.ACTIVITY.dir(run))["sae"]["key"]
     for n in (3, 4, 6):  # the chains reuse the main run's unsupervised activity features, refit only the SVM
-        m6_n = json.loads((subs / f"sub{n}" / "06_activity_sae" / paths.METRICS).read_text())
+        m6_n = artifacts.read_metrics(stages.ACTIVITY.dir(sub[n]))
         assert m6_n["sae"]["from_cache"] and m6_n["sae"]["key"] == main_key
-        assert m6_n["partition"]["train_splits"] != ["Train"]
-    n_test = len(list((run / "09_submissions" / "emotiw" / "sub6").glob("*.txt")))
-    assert n_test == 14 and (run / "09_submissions" / "sub7_predictions.csv").is_file()
+        assert list(records.read(sub[n], stages.ACTIVITY).partition.train_splits) != ["Train"]
+    n_test = len(list(stages.SUBMISSIONS.path(run, "emotiw", number=6, clip="x").parent.glob("*.txt")))
+    assert n_test == 14 and stages.SUBMISSIONS.path(run, "predictions", number=7).is_file()
