@@ -51,6 +51,7 @@ __all__ = [
     "DEFAULT_STRIDE",
     "BlockWhitener",
     "SynchronyAutoencoder",
+    "Vocabulary",
     "bag_of_words",
     "clip_histograms",
     "dense_blocks",
@@ -570,12 +571,39 @@ def fit_vocabulary(features: Any, k: int = 256, seed: int = 0, max_samples: int 
     return km.fit(f)
 
 
+class Vocabulary:
+    """A k-means vocabulary as a plain array: ``cluster_centers_`` ``(k, K)`` (e.g. saved from
+    :func:`fit_vocabulary`'s k-means). :meth:`predict` gives each code its nearest centre computed as
+    scikit-learn's k-means ``predict`` does (the centre's squared norm minus twice the dot product, in the
+    centres' dtype; ties to the lower index), so a vocabulary rebuilt from saved centres assigns the words
+    the fitted k-means assigned."""
+
+    def __init__(self, centres: Any) -> None:
+        c = np.asarray(centres)
+        if c.ndim != 2 or c.shape[0] < 1 or c.dtype.kind != "f":
+            raise ValueError(f"centres must be a (k, K) float array, got shape {c.shape} and dtype {c.dtype}")
+        self.cluster_centers_ = c
+
+    def predict(self, codes: Any, batch_size: int = 4096) -> np.ndarray:
+        """``(n,)`` int64 index of the nearest centre of each row of ``codes`` ``(n, K)``."""
+        c = self.cluster_centers_
+        x = np.asarray(codes, dtype=c.dtype)
+        if x.ndim != 2 or x.shape[1] != c.shape[1]:
+            raise ValueError(f"codes must be an (n, {c.shape[1]}) array, got shape {x.shape}")
+        norms = np.einsum("ij,ij->i", c, c)
+        out = np.empty(len(x), dtype=np.int64)
+        for i in range(0, len(x), int(batch_size)):
+            out[i:i + int(batch_size)] = (norms[None, :] - 2 * (x[i:i + int(batch_size)] @ c.T)).argmin(axis=1)
+        return out
+
+
 def bag_of_words(codes_per_clip: Sequence[Any], vocabulary) -> np.ndarray:
     """L1-normalised histograms of nearest-centre assignments, one per clip.
 
     Args:
         codes_per_clip: list of ``(n_i, K)`` code arrays, one per clip.
-        vocabulary: a fitted k-means (anything with ``cluster_centers_`` and ``predict``).
+        vocabulary: a fitted k-means or a :class:`Vocabulary` (anything with ``cluster_centers_`` and
+            ``predict``).
 
     Returns:
         ``(n_clips, k)`` float64, each row sums to 1. A clip with no blocks (``n_i == 0``) gets the

@@ -11,6 +11,11 @@ settings, the seed, the device type, the torch version and the video files (path
 time). A later call with the same key loads the file instead of learning again. The submissions' re-run
 chains (chapter 09) copy the main run's file: like the frame CNN, the unsupervised activity features
 are not retrained per submission; each chain refits only its SVM on its own partition.
+
+The file is also what a finished run needs to describe a new clip (plain arrays and JSON, read without
+pickle): :meth:`ActivityFeatures.read_clip` and :meth:`ActivityFeatures.histograms_of` give a new clip's
+histogram, :class:`ActivityModel` adds the chapter's SVM (its artifact ``svm``) and :func:`reapply`
+recomputes a split's probabilities of a finished run.
 """
 
 from __future__ import annotations
@@ -26,12 +31,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from emotiw_utils import activity
-from emotiw_utils.artifacts import save_npz_atomic
+from emotiw_utils import activity, stages
+from emotiw_utils.artifacts import load_clip_probs, save_npz_atomic
 from emotiw_utils.constants import AFEW_SPLITS
 from emotiw_utils.device import resolve_device, torch_device
 
-__all__ = ["ActivityFeatures", "ActivitySettings", "features_key", "split_paths"]
+__all__ = ["ActivityFeatures", "ActivityModel", "ActivitySettings", "features_key", "reapply", "split_paths"]
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,8 @@ class ActivityFeatures:
     ``threshold``, the k-means ``centres`` ``(vocabulary_size, n_hidden)``, the SAE's per-epoch ``history``,
     each unit's ``active_fraction`` on the training blocks, ``n_blocks`` training blocks, per-split
     ``n_frames`` and the ``frame_shape`` (of the first clip), wall ``seconds`` of decoding, learning and
-    histograms, and the cache ``key``. ``from_cache``: loaded rather than learned in this call."""
+    histograms, the cache ``key`` and the ``settings`` (their ``frame_scale`` and ``stride`` describe a new
+    clip as the learned ones were). ``from_cache``: loaded rather than learned in this call."""
 
     sae_splits: tuple[str, ...]
     histograms: dict[str, np.ndarray]
@@ -102,6 +108,7 @@ class ActivityFeatures:
     n_blocks: int
     n_frames: dict[str, int]
     frame_shape: tuple[int, int]
+    settings: ActivitySettings
     seconds: dict[str, float] = field(default_factory=dict)
     key: str = ""
     from_cache: bool = False
@@ -122,19 +129,34 @@ class ActivityFeatures:
         """The filters in block space, ``(n_hidden, 10, 16, 16)`` (:func:`emotiw_utils.activity.filters`)."""
         return activity.filters(self.sae(), self.whitener)
 
+    def vocabulary(self) -> activity.Vocabulary:
+        """The k-means vocabulary, rebuilt from ``centres`` (assigns the words the fitted k-means assigned)."""
+        return activity.Vocabulary(self.centres)
+
+    def read_clip(self, path: str | Path) -> np.ndarray:
+        """A video's grayscale frames ``(T, H', W')``, resized by the settings' ``frame_scale``."""
+        return activity.load_clip_frames([path], self.settings.frame_scale, workers=1)[0]
+
+    def histograms_of(self, clips: Sequence[np.ndarray], device: str = "cpu") -> np.ndarray:
+        """``(n, vocabulary_size)`` bag-of-words histograms of clips (e.g. :meth:`read_clip` of new videos), made
+        as the learned ones were: dense blocks at the settings' ``stride``, whitening, SAE codes, nearest words."""
+        return activity.clip_histograms(clips, self.sae(), self.whitener, self.vocabulary(),
+                                        stride=self.settings.stride, device=device)
+
     def save(self, path: str | Path) -> Path:
         hist = {f"hist_{s}": h for s, h in self.histograms.items()}
         ids = {f"ids_{s}": np.asarray(c).astype(str) for s, c in self.clip_ids.items()}
         meta = {"sae_splits": list(self.sae_splits), "history": self.history, "n_blocks": int(self.n_blocks),
                 "n_frames": {s: int(n) for s, n in self.n_frames.items()}, "frame_shape": list(self.frame_shape),
-                "seconds": self.seconds, "key": self.key, "threshold": float(self.threshold)}
+                "seconds": self.seconds, "key": self.key, "threshold": float(self.threshold),
+                "settings": asdict(self.settings)}
         return save_npz_atomic(path, weight=self.weight, centres=self.centres, active_fraction=self.active_fraction,
                                meta=np.array(json.dumps(meta)), **hist, **ids,
                                **{f"whitener_{k}": v for k, v in self.whitener.to_dict().items()})
 
     @classmethod
     def load(cls, path: str | Path) -> ActivityFeatures:
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             splits = [k[len("hist_"):] for k in z.files if k.startswith("hist_")]
             whitener = activity.BlockWhitener.from_dict({k[len("whitener_"):]: z[k] for k in z.files
@@ -142,7 +164,8 @@ class ActivityFeatures:
             return cls(tuple(meta["sae_splits"]), {s: z[f"hist_{s}"] for s in splits},
                        {s: z[f"ids_{s}"].astype(str) for s in splits}, whitener, z["weight"], meta["threshold"],
                        z["centres"], meta["history"], z["active_fraction"], meta["n_blocks"], meta["n_frames"],
-                       tuple(meta["frame_shape"]), meta["seconds"], meta["key"], from_cache=True)
+                       tuple(meta["frame_shape"]), ActivitySettings(**meta["settings"]), meta["seconds"],
+                       meta["key"], from_cache=True)
 
     @classmethod
     def learn(cls, paths: Mapping[str, Sequence[str | Path]], clip_ids: Mapping[str, Sequence[str]],
@@ -166,7 +189,7 @@ class ActivityFeatures:
         if cache is not None and Path(cache).is_file():
             try:
                 cached = cls.load(cache)
-            except (OSError, KeyError, ValueError, json.JSONDecodeError):  # unreadable or older layout: relearn
+            except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError):  # unreadable/older layout: relearn
                 cached = None
             if cached is not None and cached.key == key and all(list(cached.clip_ids.get(s, [])) == [str(c) for c in clip_ids[s]]
                                          for s in paths):
@@ -200,11 +223,59 @@ class ActivityFeatures:
                   sae.weight.detach().cpu().numpy().astype(np.float32), settings.threshold,
                   np.asarray(vocabulary.cluster_centers_, dtype=np.float32), history,
                   (codes > 0).mean(0), len(blocks), {s: int(sum(len(c) for c in clips[s])) for s in paths},
-                  tuple(first.shape[1:]) if first is not None else (0, 0),
+                  tuple(first.shape[1:]) if first is not None else (0, 0), settings,
                   {"decode": t_decode, "learn": t_learn, "histograms": t_hist}, key)
         if cache is not None:
             out.save(cache)
         return out
+
+
+@dataclass
+class ActivityModel:
+    """What a finished ``06_activity_sae`` run keeps to be applied to new clips without retraining: its
+    :class:`ActivityFeatures` (artifact ``features``: whitening, SAE, vocabulary, settings) and the first
+    seed's SVM on the histograms (artifact ``svm``, a :class:`~emotiw_utils.svm.SoftmaxSvm` written with
+    :mod:`emotiw_utils.model_store`: skops, trusted types only)."""
+
+    features: ActivityFeatures
+    svm: Any
+
+    def save(self, run_dir: str | Path) -> Path:
+        """Write the SVM into the stage's folder of ``run_dir`` (the features are the stage's cache, written
+        by :meth:`ActivityFeatures.learn`)."""
+        from emotiw_utils.model_store import save_model
+
+        return save_model(stages.ACTIVITY.path(run_dir, "svm"), self.svm)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> ActivityModel:
+        """Read both back (FileNotFoundError naming the stage to run when one is missing; nothing is unpickled)."""
+        from emotiw_utils.model_store import load_model
+
+        return cls(ActivityFeatures.load(stages.ACTIVITY.require(run_dir, "features")),
+                   load_model(stages.ACTIVITY.require(run_dir, "svm"), "activity SVM"))
+
+    def probs(self, histograms: Any) -> np.ndarray:
+        """``(n, 7)`` class probabilities of ``(n, vocabulary_size)`` histograms."""
+        from emotiw_utils.svm import predict_proba_full
+
+        return predict_proba_full(self.svm, histograms)
+
+    def predict_clip(self, path: str | Path) -> np.ndarray:
+        """``(7,)`` class probabilities of one video, described now (:meth:`ActivityFeatures.histograms_of`)."""
+        return self.probs(self.features.histograms_of([self.features.read_clip(path)]))[0]
+
+
+def reapply(run_dir: str | Path, split: str) -> np.ndarray:
+    """``(N, 7)`` probabilities of ``split``'s clips in a finished run, recomputed from its persisted
+    :class:`ActivityModel` and the histograms in its features file, in the clip order of its
+    clip-probabilities file (equal to that file's probabilities: nothing is refitted)."""
+    ids = load_clip_probs(stages.ACTIVITY.require(run_dir, "clip_probs", split=split))[0]
+    model = ActivityModel.load(run_dir)
+    if list(model.features.clip_ids.get(split, [])) != list(ids):
+        raise ValueError(f"{stages.ACTIVITY.dir(run_dir)}: the features file holds other {split} clips than its "
+                         f"clip probabilities; run stage {stages.ACTIVITY.name} again")
+    return model.probs(model.features.histograms[split])
 
 
 def split_paths(records: Sequence[Any], splits: Sequence[str] = AFEW_SPLITS) -> tuple[dict, dict]:

@@ -16,6 +16,9 @@ INTERSPEECH 2010 Paralinguistic Challenge set (``opensmile.FeatureSet.IS10``, fu
   components, C and gamma chosen together by accuracy on the select split.
 * :func:`fusion_projection`: the first 10 PCA-whitened components, the audio input of the fusion network
   (paper 6.2).
+* :class:`AudioModel`: what a finished run keeps to be applied to a new clip without retraining (the
+  classifier, the fusion projection and the prior, in the stage's folder); :func:`extract_clip` gives a new
+  clip's features and :func:`reapply` recomputes a split's probabilities of a finished run from them.
 
 opensmile and scikit-learn are imported inside the functions: importing this module is cheap.
 """
@@ -33,13 +36,15 @@ from typing import Any
 import numpy as np
 from sklearn.decomposition import PCA
 
-from emotiw_utils.artifacts import save_npz_atomic
+from emotiw_utils import stages
+from emotiw_utils.artifacts import load_clip_probs, save_npz_atomic
 from emotiw_utils.constants import AUDIO_SR, NUM_CLASSES, UNKNOWN_LABEL
 from emotiw_utils.svm import calibrated_fit
 
-__all__ = ["IS10_DIM", "MIN_SECONDS", "SILENCE_RMS", "STATUSES", "AudioFeatures", "AudioSearchResult",
-           "class_prior", "evaluate_speaker_split", "extract_paths", "features_key", "fit_audio_grid", "fit_audio_model", "fusion_projection",
-           "is10_functionals", "predict_with_prior", "project", "signal_status"]
+__all__ = ["IS10_DIM", "MIN_SECONDS", "SILENCE_RMS", "STATUSES", "AudioFeatures", "AudioModel", "AudioSearchResult",
+           "class_prior", "evaluate_speaker_split", "extract_clip", "extract_paths", "features_key", "fit_audio_grid",
+           "fit_audio_model", "fusion_projection", "is10_functionals", "predict_with_prior", "project", "reapply",
+           "signal_status"]
 
 #: Size of the IS10 functionals vector (paper section 3).
 IS10_DIM: int = 1582
@@ -105,6 +110,16 @@ def _extract_one(path: str) -> tuple[str, np.ndarray | None, float]:
 
 def _init_worker() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def extract_clip(path: str | Path) -> tuple[np.ndarray, str]:
+    """IS10 features of one clip (a new one, e.g.), as :func:`extract_paths` gives them: ``(1582,)`` float32
+    (all NaN when the clip is missing) and its status (one of :data:`STATUSES`)."""
+    status, f, _ = _extract_one(str(path))
+    row = np.full(IS10_DIM, np.nan, dtype=np.float32)
+    if f is not None:
+        row[:] = f
+    return row, status
 
 
 def extract_paths(paths: Sequence[str | Path], workers: int = 0, progress: bool = False,
@@ -355,6 +370,63 @@ def project(projection: Any, x: Any) -> np.ndarray:
     if ok.any():
         out[ok] = projection.transform(xa[ok])
     return out
+
+
+@dataclass
+class AudioModel:
+    """What a finished ``05_audio`` run keeps to be applied to new clips without retraining (its artifacts
+    ``model``, ``projection`` and ``prior``): the classifier ``model`` (:func:`fit_audio_model`'s
+    :class:`~emotiw_utils.svm.SoftmaxSvm` around scaler -> :class:`CappedPCA` -> SVC, the first seed's), the
+    fusion ``projection`` (:func:`fusion_projection`) and the class ``prior`` ``(7,)`` given to clips without
+    audio. The two fitted objects are written with :mod:`emotiw_utils.model_store` (skops, trusted types
+    only), the prior as a plain array."""
+
+    model: Any
+    projection: Any
+    prior: np.ndarray
+
+    def save(self, run_dir: str | Path) -> None:
+        """Write the three artifacts into the stage's folder of ``run_dir``."""
+        from emotiw_utils.model_store import save_model
+
+        save_model(stages.AUDIO.path(run_dir, "model"), self.model)
+        save_model(stages.AUDIO.path(run_dir, "projection"), self.projection)
+        save_npz_atomic(stages.AUDIO.path(run_dir, "prior"), prior=np.asarray(self.prior, dtype=np.float64))
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> AudioModel:
+        """Read them back (FileNotFoundError naming the stage to run when one is missing; nothing is unpickled)."""
+        from emotiw_utils.model_store import load_model
+
+        model = load_model(stages.AUDIO.require(run_dir, "model"), "audio model")
+        projection = load_model(stages.AUDIO.require(run_dir, "projection"), "audio fusion projection")
+        with np.load(stages.AUDIO.require(run_dir, "prior"), allow_pickle=False) as z:
+            prior = z["prior"]
+        return cls(model, projection, prior)
+
+    def probs(self, features: Any) -> np.ndarray:
+        """``(n, 7)`` class probabilities of ``(n, 1582)`` IS10 features (NaN rows: the prior)."""
+        return predict_with_prior(self.model, features, self.prior)
+
+    def fusion_inputs(self, features: Any) -> np.ndarray:
+        """``(n, 10)`` whitened components, the audio input of the fusion network (NaN rows: zeros)."""
+        return project(self.projection, features)
+
+    def predict_clip(self, path: str | Path) -> np.ndarray:
+        """``(7,)`` class probabilities of one video (or audio) file, extracted now."""
+        return self.probs(extract_clip(path)[0][None])[0]
+
+
+def reapply(run_dir: str | Path, split: str) -> np.ndarray:
+    """``(N, 7)`` probabilities of ``split``'s clips in a finished run, recomputed from its persisted
+    :class:`AudioModel` and its cached IS10 features, in the clip order of its clip-probabilities file
+    (equal to that file's probabilities: nothing is refitted)."""
+    ids = load_clip_probs(stages.AUDIO.require(run_dir, "clip_probs", split=split))[0]
+    feats = AudioFeatures.load(stages.AUDIO.require(run_dir, "is10", split=split))
+    if list(feats.clip_ids) != list(ids):
+        raise ValueError(f"{stages.AUDIO.dir(run_dir)}: the {split} IS10 cache holds other clips than its "
+                         f"clip probabilities; run stage {stages.AUDIO.name} again")
+    return AudioModel.load(run_dir).probs(feats.features)
 
 
 def evaluate_speaker_split(features: Any, labels: Any, speakers: Any, train: Sequence[int], select: Sequence[int],

@@ -10,7 +10,7 @@ Which record a stage writes is declared in :mod:`emotiw_utils.stages` (``Stage.r
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -54,6 +54,13 @@ class Accuracies:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Accuracies:
         return cls(tuple(float(v) for v in d.get("train", ())), tuple(float(v) for v in d.get("val", ())))
+
+    @classmethod
+    def of_seeds(cls, accuracies: Iterable[Mapping[str, float]], held_out: str | None) -> Accuracies:
+        """The row from each seed's split accuracies (:func:`emotiw_utils.metrics.split_accuracies`): their
+        ``"train"`` and their ``held_out`` split (``val`` empty when nothing is held out)."""
+        accs = list(accuracies)
+        return cls(tuple(float(a["train"]) for a in accs), tuple(float(a[held_out]) for a in accs) if held_out else ())
 
     def to_dict(self) -> dict[str, list[float]]:
         """``{"train": [...], "val": [...]}``, as :func:`emotiw_utils.paper.table1_frame` takes a row."""

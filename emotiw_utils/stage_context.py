@@ -21,7 +21,7 @@ from typing import Any
 from . import stages
 from .protocol import Partition, check_partition
 
-__all__ = ["StageContext", "open_stage"]
+__all__ = ["StageContext", "fixed_hyperparameters", "open_stage"]
 
 #: Figure resolution of every chapter (inline PNGs).
 FIGURE_DPI = 90
@@ -62,6 +62,17 @@ class StageContext:
         if self.partition is not None:
             text += f" Partition: {self.partition.label}."
         return text
+
+
+def fixed_hyperparameters(**values: Any) -> bool:
+    """Whether a retraining run fixes its hyperparameters from a reference run: True when every one of
+    ``values`` (e.g. ``svm_C=..., svm_gamma=...``) is set, False when none is (the stage searches them);
+    ValueError naming them when only some are. Pass the result as :func:`open_stage`'s ``fixed``."""
+    given = [k for k, v in values.items() if v is not None]
+    if given and len(given) != len(values):
+        raise ValueError(f"set all of {', '.join(values)} (fixed hyperparameters from a reference run) or none "
+                         f"(the stage searches them); got only {', '.join(given)}")
+    return bool(given)
 
 
 def open_stage(stage: str, *, profile: str, run_dir: str | Path, seed: int, device: str = "cpu",

@@ -16,16 +16,17 @@ scikit-learn is imported inside the functions: importing this module is cheap.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from emotiw_utils import metrics
 from emotiw_utils.constants import NUM_CLASSES, UNKNOWN_LABEL
 
-__all__ = ["DEFAULT_CS", "DEFAULT_GAMMAS", "SoftmaxSvm", "SvmSearchResult", "calibrated_fit", "fit_svm", "fit_svm_grid",
-           "predict_proba_full", "softmax_scale"]
+__all__ = ["DEFAULT_CS", "DEFAULT_GAMMAS", "SeedFit", "SoftmaxSvm", "SvmSearchResult", "calibrated_fit", "fit_seeds",
+           "fit_svm", "fit_svm_grid", "predict_proba_full", "softmax_scale"]
 
 #: Default SVM grid (C outer loop, gamma inner loop).
 DEFAULT_CS: tuple[float, ...] = (0.1, 0.3, 1, 3, 10, 30, 100)
@@ -268,4 +269,40 @@ def predict_proba_full(model: Any, x: Any, n_classes: int = NUM_CLASSES) -> np.n
     out[:, classes] = p
     s = out.sum(axis=1, keepdims=True)
     np.divide(out, s, out=out, where=s > 0)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Refits over seeds
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SeedFit:
+    """One seed's refit (:func:`fit_seeds`): the fitted ``model``, its ``(n, 7)`` ``probs`` on every split and
+    their ``accuracy`` (:func:`emotiw_utils.metrics.split_accuracies`: per split, and ``"train"`` over the
+    training splits together)."""
+
+    seed: int
+    model: Any
+    probs: dict[str, np.ndarray]
+    accuracy: dict[str, float]
+
+
+def fit_seeds(fit: Callable[[int], Any], features: Mapping[str, Any], labels: Mapping[str, Any],
+              train_splits: Sequence[str], seeds: Sequence[int],
+              predict: Callable[[Any, Any], np.ndarray] = predict_proba_full) -> dict[int, SeedFit]:
+    """The chapters' per-seed loop: for each seed ``s`` (in order), ``model = fit(s)``, then
+    ``predict(model, features[split])`` on every split of ``features`` and the accuracies against ``labels``.
+
+    ``fit`` closes over the training data and hyperparameters (e.g. ``lambda s: fit_svm(x, y, C, gamma, seed=s)``);
+    ``predict`` defaults to :func:`predict_proba_full`. Returns seed -> :class:`SeedFit`, in the order of ``seeds``.
+    """
+    if not list(seeds):
+        raise ValueError("need at least one seed")
+    out: dict[int, SeedFit] = {}
+    for s in seeds:
+        model = fit(s)
+        probs = {sp: predict(model, x) for sp, x in features.items()}
+        out[s] = SeedFit(int(s), model, probs, metrics.split_accuracies(probs, labels, train_splits))
     return out

@@ -302,6 +302,24 @@ def test_clip_histograms_end_to_end():
     np.testing.assert_allclose(hist[3], 0.2)  # frames smaller than the block -> uniform row
 
 
+def test_vocabulary_from_saved_centres_assigns_as_the_fitted_k_means():
+    rng = np.random.default_rng(2)
+    train = (rng.normal(size=(3000, 32)) ** 2 * (rng.random((3000, 32)) > 0.5)).astype(np.float32)  # SAE-like codes
+    km = A.fit_vocabulary(train, k=24, seed=0)
+    voc = A.Vocabulary(km.cluster_centers_.copy())
+    codes = (rng.normal(size=(5000, 32)) ** 2 * (rng.random((5000, 32)) > 0.5)).astype(np.float32)
+    np.testing.assert_array_equal(voc.predict(codes), km.predict(codes))
+    np.testing.assert_array_equal(voc.predict(codes, batch_size=7), km.predict(codes))
+    np.testing.assert_array_equal(voc.predict(codes[:1]), km.predict(codes[:1]))  # one clip's block at a time
+    split = [codes[:10], codes[10:10], codes[10:4000], codes[4000:]]
+    np.testing.assert_array_equal(A.bag_of_words(split, voc), A.bag_of_words(split, km))
+    assert voc.predict(np.array([km.cluster_centers_[3], km.cluster_centers_[3]])).tolist() == [3, 3]
+    with pytest.raises(ValueError, match=r"\(n, 32\)"):
+        voc.predict(np.zeros((2, 5)))
+    with pytest.raises(ValueError, match="float array"):
+        A.Vocabulary(np.zeros(4))
+
+
 # ---------------------------------------------------------------- plot
 
 

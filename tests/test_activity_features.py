@@ -5,8 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emotiw_utils.activity_features import ActivityFeatures, ActivitySettings, features_key
+from emotiw_utils import stages
+from emotiw_utils.activity_features import (
+    ActivityFeatures,
+    ActivityModel,
+    ActivitySettings,
+    features_key,
+    reapply,
+)
+from emotiw_utils.artifacts import save_clip_probs
 from emotiw_utils.datasets.video import write_clip
+from emotiw_utils.svm import fit_svm, predict_proba_full
 
 SETTINGS = ActivitySettings(frame_scale=1.0, n_train_blocks=300, n_components=40, n_hidden=16, sae_epochs=2,
                             batch_size=64, stride=(5, 16, 16), vocabulary_size=4)
@@ -58,6 +67,7 @@ def test_cache_round_trip_and_key(clips, tmp_path):
     np.testing.assert_array_equal(again.weight, first.weight)
     np.testing.assert_allclose(again.filters(), first.filters(), rtol=1e-5, atol=1e-6)
     assert again.history == first.history and again.sae_splits == ("Train",)
+    assert again.settings == first.settings == SETTINGS
 
     # A different seed, SAE split or setting is a different learning: the cache is not used.
     other_seed = ActivityFeatures.learn(paths, ids, ["Train"], SETTINGS, seed=1, workers=1, cache=cache)
@@ -96,3 +106,58 @@ def test_errors(clips):
         ActivitySettings(stride=(5, 0, 16))
     with pytest.raises(ValueError, match="frame_scale"):
         ActivitySettings(frame_scale=0)
+
+
+
+@pytest.fixture(scope="module")
+def learned(clips, tmp_path_factory):
+    """Features learned once into the features file of a run folder: ``(run_dir, features)``."""
+    paths, ids = clips
+    run_dir = tmp_path_factory.mktemp("run")
+    return run_dir, ActivityFeatures.learn(paths, ids, ["Train"], SETTINGS, seed=0, workers=1,
+                                           cache=stages.ACTIVITY.path(run_dir, "features"))
+
+
+def test_a_new_clip_is_described_as_the_learned_ones(clips, learned):
+    # What a finished run keeps (the features file) describes a clip exactly as learning did, clip by clip.
+    paths, _ = clips
+    run_dir, features = learned
+    loaded = ActivityFeatures.load(stages.ACTIVITY.path(run_dir, "features"))
+    for s in paths:
+        for i, p in enumerate(paths[s]):
+            for f in (features, loaded):
+                np.testing.assert_array_equal(f.histograms_of([f.read_clip(p)])[0], features.histograms[s][i])
+    np.testing.assert_array_equal(loaded.vocabulary().cluster_centers_, features.centres)
+
+
+def test_load_never_unpickles(learned, tmp_path):
+    with np.load(stages.ACTIVITY.path(learned[0], "features"), allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["meta"] = np.array([{"a pickled": "object"}], dtype=object)
+    np.savez(tmp_path / "features.npz", **arrays)
+    with pytest.raises(ValueError, match="allow_pickle"):
+        ActivityFeatures.load(tmp_path / "features.npz")
+
+
+def test_activity_model_round_trip_and_reapply(clips, learned):
+    paths, ids = clips
+    run_dir, features = learned
+    svm = fit_svm(features.histograms["Train"], np.array([0, 1, 0, 1]), 1.0, "scale", seed=0)
+    ActivityModel(features, svm).save(run_dir)
+    for key in stages.ACTIVITY.models:
+        assert stages.ACTIVITY.path(run_dir, key).is_file()
+    probs = predict_proba_full(svm, features.histograms["Val"])
+    save_clip_probs(stages.ACTIVITY.path(run_dir, "clip_probs", split="Val"), ids["Val"], probs, [1, 0])
+
+    back = ActivityModel.load(run_dir)
+    np.testing.assert_array_equal(back.probs(features.histograms["Val"]), probs)
+    np.testing.assert_array_equal(reapply(run_dir, "Val"), probs)
+    np.testing.assert_array_equal(back.predict_clip(paths["Val"][1]), probs[1])
+    with pytest.raises(FileNotFoundError, match=f"run stage {stages.ACTIVITY.name}"):
+        reapply(run_dir, "Test")
+    save_clip_probs(stages.ACTIVITY.path(run_dir, "clip_probs", split="Val"), ids["Val"][::-1], probs, [0, 1])
+    with pytest.raises(ValueError, match="other Val clips"):
+        reapply(run_dir, "Val")
+    stages.ACTIVITY.path(run_dir, "svm").unlink()
+    with pytest.raises(FileNotFoundError, match="SVM"):
+        ActivityModel.load(run_dir)

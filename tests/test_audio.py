@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emotiw_utils import audio
+from emotiw_utils import audio, stages
+from emotiw_utils.artifacts import load_clip_probs, save_clip_probs
 from emotiw_utils.constants import AUDIO_SR
 from emotiw_utils.datasets.ravdess import RAVDESS_TO_EMOTIW, scan_ravdess
 from emotiw_utils.datasets.video import write_clip
@@ -124,3 +125,67 @@ def test_pca_size_is_capped_by_the_calibration_folds_of_a_small_split():
     x, y = rng.normal(size=(12, 50)), np.array([0, 1] * 6)
     model = audio.fit_audio_model(x, y, 20, 1.0, "scale", seed=0)
     assert model.predict_proba(x).shape == (12, 2)
+
+
+def test_extract_clip_matches_extract_paths(clips):
+    row, status = audio.extract_clip(clips["ok"])
+    feats, _, _ = audio.extract_paths([clips["ok"]], workers=1)
+    assert status == "ok" and row.dtype == np.float32
+    np.testing.assert_array_equal(row, feats[0])
+    row, status = audio.extract_clip(clips["no audio"])
+    assert status == "no audio" and row.shape == (audio.IS10_DIM,) and np.isnan(row).all()
+
+
+def _finished_run(run_dir, seed: int = 0):
+    """A tiny audio stage in ``run_dir``: its persisted models, its IS10 cache and clip probabilities of Val."""
+    xt, yt = _blobs(8, seed, d=30)
+    xv, yv = _blobs(3, seed + 1, d=30)
+    xt[0] = xv[1] = np.nan  # clips without audio
+    model = audio.AudioModel(audio.fit_audio_model(xt, yt, 6, 1.0, "scale", seed=seed), audio.fusion_projection(xt, 4),
+                             audio.class_prior(yt))
+    model.save(run_dir)
+    ids = np.array([f"v{i}" for i in range(len(xv))])
+    status = np.where(np.isfinite(xv).all(1), "ok", "no audio")
+    audio.AudioFeatures("Val", ids, yv, xv.astype(np.float32), status, np.ones(len(xv)), "k").save(
+        stages.AUDIO.path(run_dir, "is10", split="Val"))
+    probs = model.probs(xv.astype(np.float32))
+    save_clip_probs(stages.AUDIO.path(run_dir, "clip_probs", split="Val"), ids, probs, yv)
+    return model, xv.astype(np.float32), probs
+
+
+def test_audio_model_round_trip_is_exact(tmp_path):
+    model, xv, probs = _finished_run(tmp_path)
+    for key in stages.AUDIO.models:
+        assert stages.AUDIO.path(tmp_path, key).is_file()
+    back = audio.AudioModel.load(tmp_path)
+    np.testing.assert_array_equal(back.prior, model.prior)
+    np.testing.assert_array_equal(back.probs(xv), probs)
+    np.testing.assert_array_equal(back.probs(xv)[1], model.prior)  # the clip without audio
+    np.testing.assert_array_equal(back.fusion_inputs(xv), model.fusion_inputs(xv))
+    assert type(back.model.named_steps["pca"]) is audio.CappedPCA
+
+
+def test_reapply_recomputes_a_finished_split(tmp_path):
+    _, _, probs = _finished_run(tmp_path)
+    np.testing.assert_array_equal(audio.reapply(tmp_path, "Val"), probs)
+    with pytest.raises(FileNotFoundError, match=f"run stage {stages.AUDIO.name}"):
+        audio.reapply(tmp_path, "Test")
+    ids, p, y = load_clip_probs(stages.AUDIO.path(tmp_path, "clip_probs", split="Val"))
+    save_clip_probs(stages.AUDIO.path(tmp_path, "clip_probs", split="Val"), ids[::-1], p, y)
+    with pytest.raises(ValueError, match="other clips"):
+        audio.reapply(tmp_path, "Val")
+    stages.AUDIO.path(tmp_path, "prior").unlink()
+    with pytest.raises(FileNotFoundError, match="class prior"):
+        audio.AudioModel.load(tmp_path)
+
+
+def test_predict_clip_of_a_new_video(tmp_path, clips):
+    x = audio.extract_paths([clips["ok"], clips["ok"], clips["silent"]], workers=1)[0]
+    y = np.array([0, 1, 2])
+    x = np.concatenate([x[:2], x[:2] + 1.0])  # four clips with audio, two classes
+    model = audio.AudioModel(audio.fit_audio_model(x, np.array([0, 0, 1, 1]), 2, 1.0, "scale"),
+                             audio.fusion_projection(x, 2), audio.class_prior(y))
+    model.save(tmp_path)
+    back = audio.AudioModel.load(tmp_path)
+    np.testing.assert_array_equal(back.predict_clip(clips["ok"]), model.probs(x[:1])[0])
+    np.testing.assert_array_equal(back.predict_clip(clips["no audio"]), model.prior)

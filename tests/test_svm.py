@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emotiw_utils.svm import SvmSearchResult, fit_svm, fit_svm_grid, predict_proba_full, softmax_scale
-
+from emotiw_utils.metrics import split_accuracies
+from emotiw_utils.svm import (
+    SeedFit,
+    SvmSearchResult,
+    fit_seeds,
+    fit_svm,
+    fit_svm_grid,
+    predict_proba_full,
+    softmax_scale,
+)
 
 # ---------------------------------------------------------------- SVM
 
@@ -104,3 +112,22 @@ def test_softmax_scale_fits_a_positive_temperature():
     d = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 2.0]])
     assert softmax_scale(d, np.array([0, 1, 0, 1])) > 10  # always right: as sharp as the bounds allow
     assert softmax_scale(d, np.array([1, 0, 1, 0])) < 1e-2  # always wrong: never inverted, just flat
+
+
+def test_fit_seeds_is_the_chapters_per_seed_loop():
+    xt, yt = _blobs(10, [0, 2, 4], seed=0)
+    xs, ys = _blobs(6, [0, 2, 4], seed=1)
+    feats, labels = {"Train": xt, "Val": xs}, {"Train": yt, "Val": ys}
+    runs = fit_seeds(lambda s: fit_svm(xt, yt, 1.0, "scale", seed=s), feats, labels, ["Train"], [5, 3])
+    assert list(runs) == [5, 3] and all(isinstance(r, SeedFit) and r.seed == s for s, r in runs.items())
+    for s, r in runs.items():
+        by_hand = fit_svm(xt, yt, 1.0, "scale", seed=s)
+        for split, x in feats.items():
+            np.testing.assert_array_equal(r.probs[split], predict_proba_full(by_hand, x))
+        assert r.accuracy == split_accuracies(r.probs, labels, ["Train"])
+    assert runs[5].accuracy["train"] == runs[5].accuracy["Train"] > 0.9
+    custom = fit_seeds(lambda s: fit_svm(xt, yt, 1.0, "scale", seed=s), feats, labels, ["Train"], [0],
+                       predict=lambda m, x: np.full((len(x), 7), 1 / 7))
+    assert custom[0].probs["Val"].shape == (len(xs), 7) and custom[0].accuracy["Val"] == np.mean(ys == 0)
+    with pytest.raises(ValueError, match="at least one seed"):
+        fit_seeds(lambda s: None, feats, labels, ["Train"], [])
