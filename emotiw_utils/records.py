@@ -90,14 +90,13 @@ class Record:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Record:
-        kw: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in d:
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    raise ValueError(f"{cls.__name__}: {stages.METRICS} lacks {f.name!r}")
-                continue
-            kw[f.name] = _convert(cls, f.name, d[f.name])
-        return cls(**kw)
+        # Strict: Record.write writes every field, so a missing one means the file was written by an older
+        # notebook; silently taking a default (C = 1, say) would retrain with a value nobody chose.
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in d]
+        if missing:
+            raise ValueError(f"{cls.__name__}: {stages.METRICS} lacks {missing}; it was written before this "
+                             "record existed: run the stage again")
+        return cls(**{f.name: _convert(cls, f.name, d[f.name]) for f in dataclasses.fields(cls)})
 
 
 def _convert(cls: type, name: str, value: Any) -> Any:
@@ -156,6 +155,9 @@ class SearchRecord(Record):
     fusion_regime: str = "stable"
     modalities: tuple[str, ...] = ()
     weights: tuple[tuple[float, ...], ...] = ()
+
+    _nested: ClassVar[dict[str, Any]] = {"modalities": tuple,
+                                         "weights": lambda w: tuple(tuple(float(v) for v in row) for row in w)}
 
 
 @dataclass(frozen=True)
