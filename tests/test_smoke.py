@@ -165,3 +165,26 @@ def test_fusion_random_search_and_submission_artifacts(smoke):
         assert list(records.read(sub[n], stages.ACTIVITY).partition.train_splits) != ["Train"]
     n_test = len(list(stages.SUBMISSIONS.path(run, "emotiw", number=6, clip="x").parent.glob("*.txt")))
     assert n_test == 14 and stages.SUBMISSIONS.path(run, "predictions", number=7).is_file()
+
+
+def test_every_persisted_model_gives_back_its_stage_test_probabilities(smoke):
+    """Issue 13, item 5: each classifier stage's persisted models, loaded again (weights-only torch checkpoints,
+    skops files with trusted types), reproduce that stage's Test ``clip_probs`` exactly."""
+    from emotiw_utils import activity_features, audio, decision, fusion, irnn, kavg, stages
+
+    run = smoke["run"]
+    reapply = {
+        stages.IRNN: lambda: irnn.reapply(run, "Test"),
+        stages.KAVG: lambda: kavg.reapply(run, "Test"),
+        stages.AUDIO: lambda: audio.reapply(run, "Test"),
+        stages.ACTIVITY: lambda: activity_features.reapply(run, "Test"),
+        stages.FUSION: lambda: fusion.reapply(run, "Test", fusion.MAIN_REGIME),
+        stages.SEARCH: lambda: decision.reapply(run, "Test"),
+    }
+    for st in stages.STAGES:
+        if "clip_probs" not in st.artifacts:
+            continue
+        for key in st.models:
+            assert list(st.dir(run).glob(st.artifact(key).glob())), f"{st.name}: persisted model {key} missing"
+        _, stored, _ = artifacts.load_clip_probs(st.path(run, "clip_probs", split="Test"))
+        assert np.array_equal(reapply[st](), stored), st.name
