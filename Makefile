@@ -17,7 +17,7 @@ VPY := $(VENV)/bin/python
 EMOTIW := $(VENV)/bin/emotiw
 STAMP := $(VENV)/.installed
 
-.PHONY: help install data run book test clean
+.PHONY: help install data run book test browser clean
 # Targets run in the order written (book = install, data, run, book) even under make -j.
 .NOTPARALLEL:
 
@@ -51,6 +51,12 @@ book: install data run ## install, generate data, run the notebooks and render t
 
 test: install ## run the test suite
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Debian's chromium for tests/test_book_browser.py (Playwright drives it; it downloads no browser of its own).
+browser: ## install Debian's chromium (apt-get, as root) for the browser test of the book
+	@if command -v chromium >/dev/null 2>&1; then echo "chromium: $$(command -v chromium)"; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "error: run 'sudo make browser' (or: sudo apt-get install chromium)" >&2; exit 1; fi
 
 clean: ## remove the rendered book, executed notebooks and run artifacts (keeps .venv and data/)
 	rm -rf _build book/executed runs
