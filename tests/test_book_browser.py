@@ -300,7 +300,7 @@ def test_chapters_offer_their_notebook_and_myst_source(browser_report):
         stem = Path(rel).stem
         names = {unquote(urlsplit(u).path).rsplit("/", 1)[-1] for u in info["downloads"]}
         assert f"{stem}.ipynb" in names and f"{stem}.md" in names, (rel, sorted(names))
-    assert (html / "_sources" / "book" / "executed" / "03_irnn.ipynb").is_file()  # the theme's download button
+    assert (html / "_sources" / "book" / "executed" / f"{registry.IRNN.name}.ipynb").is_file()  # theme's download
 
 
 def test_execution_statistics_page(browser_report):
