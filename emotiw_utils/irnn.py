@@ -11,8 +11,16 @@ What is implemented
   - ``"lstm"`` / ``"gru"``: PyTorch's cells with their default initialisation (baselines; the paper
     chose IRNNs over LSTMs but did not report an LSTM number).
 
-  Variable lengths go through :func:`torch.nn.utils.rnn.pack_padded_sequence` (``enforce_sorted=False``),
-  so padding never influences a sequence's output.
+  Variable lengths are packed (:class:`torch.nn.utils.rnn.PackedSequence`), so padding never influences a
+  sequence's output. The training and inference loops build each batch's packed data straight from the
+  concatenated frames (:class:`_Packed`), never as a ``(batch, longest clip, D)`` padded tensor: a batch
+  costs memory in proportion to the frames it holds, so one very long clip no longer multiplies the
+  memory of its whole batch. The packed data are exactly those :func:`~torch.nn.utils.rnn.pack_padded_sequence`
+  makes of the padded batch (same values, same order, same sort of the lengths), so the results are the
+  same, bit for bit, as with padded batches.
+* Very long clips: a network built with ``max_frames=N`` reads a clip longer than ``N`` frames at ``N``
+  uniformly spaced frames, the first and the last included (:func:`capped_frames`); shorter clips are read
+  whole. The cap is part of the saved network, so training, prediction and :func:`reapply` read a clip alike.
 * :func:`train_sequence_model`: SGD, learning rate 0.005, gradient-norm clipping at 1.0, batches of 64
   sequences (the paper's settings), cross-entropy on the last-step logits; the model of the epoch with
   the best accuracy on a selection split is restored (ties -> earliest), and ``fixed_epochs`` retrains a
@@ -54,10 +62,10 @@ from emotiw_utils.errors import DataFormatError
 from emotiw_utils.history import BestWeights, EpochCurves, report_epoch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 __all__ = ["CELLS", "InputScaler", "IrnnCheckpoint", "SeedRun", "SeqHistory", "SequenceClassifier", "SequenceSettings",
-           "fit_and_predict", "fit_scaler", "last_hidden_states", "layer_run", "load_irnn", "predict_frames",
+           "capped_frames", "fit_and_predict", "fit_scaler", "last_hidden_states", "layer_run", "load_irnn", "predict_frames",
            "predict_proba", "reapply", "save_irnn", "split_sequences", "train_seeds", "train_sequence_model",
            "training_sets"]
 
@@ -72,20 +80,25 @@ class SequenceClassifier(nn.Module):
     :data:`CELLS`. ``identity_scale``: the IRNN's recurrent matrix is initialised to ``identity_scale * I``
     (ignored for LSTM/GRU). ``input_std``: std of the IRNN's Gaussian input weights (``None``: PyTorch's
     default init). ``seed``: if given, the parameters are drawn from a private generator seeded with it
-    (the global RNG state is left untouched).
+    (the global RNG state is left untouched). ``max_frames``: the training and inference loops read a clip
+    longer than this at ``max_frames`` uniformly spaced frames (:func:`capped_frames`; None: every frame).
     """
 
     def __init__(self, input_dim: int, hidden: int = 200, cell: str = "irnn", identity_scale: float = 1.0,
-                 n_classes: int = N_CLASSES, seed: int | None = None, input_std: float | None = 0.001) -> None:
+                 n_classes: int = N_CLASSES, seed: int | None = None, input_std: float | None = 0.001,
+                 max_frames: int | None = None) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
         if int(input_dim) < 1 or int(hidden) < 1 or int(n_classes) < 2:
             raise ValueError(f"need input_dim >= 1, hidden >= 1, n_classes >= 2; "
                              f"got {input_dim}, {hidden}, {n_classes}")
+        if max_frames is not None and (int(max_frames) != max_frames or int(max_frames) < 2):
+            raise ValueError(f"max_frames must be an integer >= 2 or None, got {max_frames!r}")
         self.input_dim, self.hidden, self.cell = int(input_dim), int(hidden), cell
         self.identity_scale, self.n_classes = float(identity_scale), int(n_classes)
         self.input_std = None if input_std is None else float(input_std)
+        self.max_frames = None if max_frames is None else int(max_frames)
         rng_state = torch.random.get_rng_state() if seed is not None else None
         try:
             if seed is not None:
@@ -128,11 +141,18 @@ class SequenceClassifier(nn.Module):
             raise ValueError(f"lengths must be ({x.shape[0]},), got {tuple(lengths.shape)}")
         if len(lengths) and (int(lengths.min()) < 1 or int(lengths.max()) > x.shape[1]):
             raise ValueError(f"lengths must lie in [1, {x.shape[1]}]")
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        return self.packed_last_hidden(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+
+    def packed_last_hidden(self, packed: PackedSequence) -> torch.Tensor:
+        """The ``(B, H)`` hidden state at each sequence's last step of a packed batch, in the batch's order."""
         _, h_n = self.rnn(packed)
         if isinstance(h_n, tuple):  # LSTM: (h_n, c_n)
             h_n = h_n[0]
         return h_n[-1]  # (B, H), already back in the input order
+
+    def packed_forward(self, packed: PackedSequence) -> torch.Tensor:
+        """Logits ``(B, n_classes)`` of the last step of every sequence of a packed batch."""
+        return self.out(self.packed_last_hidden(packed))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``(B, T, D)``, ``(B,)`` -> logits ``(B, n_classes)`` of the last valid time step."""
@@ -151,11 +171,30 @@ def split_sequences(features: Any, offsets: Any) -> list:
     return [features[int(a):int(b)] for a, b in zip(offsets[:-1], offsets[1:])]
 
 
+def capped_frames(n_frames: int, max_frames: int | None) -> np.ndarray:
+    """Indices of the frames the IRNN reads of an ``n_frames`` clip: all of them when ``max_frames`` is None
+    or ``n_frames <= max_frames``; else ``max_frames`` uniformly spaced ones, the first and the last included
+    (``round(linspace(0, n_frames - 1, max_frames))``, strictly increasing)."""
+    n = int(n_frames)
+    if n < 0:
+        raise ValueError(f"n_frames must be >= 0, got {n_frames}")
+    if max_frames is None or n <= int(max_frames):
+        return np.arange(n, dtype=np.int64)
+    if int(max_frames) < 2:
+        raise ValueError(f"max_frames must be >= 2, got {max_frames}")
+    return np.rint(np.linspace(0.0, n - 1.0, int(max_frames))).astype(np.int64)
+
+
 class _Packed:
-    """All sequences on one device: ``feats`` ``(F, D)`` float32, ``offsets`` ``(n,)``, ``lengths`` ``(n,)``."""
+    """All sequences, concatenated: ``feats`` ``(F, D)`` float32 on the device; ``offsets`` ``(n,)`` and
+    ``lengths`` ``(n,)`` int64 on the CPU.
+
+    ``max_frames``: a sequence longer than this is kept at its :func:`capped_frames` (``n_capped`` counts them).
+    :meth:`batch` packs a batch without padding it.
+    """
 
     def __init__(self, sequences: Sequence[Any], device: torch.device, input_dim: int | None = None,
-                 name: str = "sequences") -> None:
+                 name: str = "sequences", max_frames: int | None = None) -> None:
         if len(sequences) == 0:
             raise ValueError(f"{name} is empty")
         arrays = []
@@ -167,6 +206,12 @@ class _Packed:
             if t.shape[0] == 0:
                 raise ValueError(f"{name}[{i}] has zero length")
             arrays.append(t)
+        self.n_capped = 0
+        if max_frames is not None:
+            for i, t in enumerate(arrays):
+                if t.shape[0] > max_frames:
+                    arrays[i] = t[torch.from_numpy(capped_frames(t.shape[0], max_frames))]
+                    self.n_capped += 1
         dims = {int(t.shape[1]) for t in arrays}
         if len(dims) != 1:
             raise ValueError(f"{name} have differing feature sizes {sorted(dims)}")
@@ -174,22 +219,27 @@ class _Packed:
         if input_dim is not None and d != input_dim:
             raise ValueError(f"{name} have feature size {d}, the model expects {input_dim}")
         lengths = torch.tensor([int(t.shape[0]) for t in arrays], dtype=torch.long)
-        self.lengths = lengths.to(device)
-        self.lengths_cpu = lengths
-        self.offsets = (torch.cumsum(lengths, 0) - lengths).to(device)
+        self.lengths = lengths
+        self.offsets = torch.cumsum(lengths, 0) - lengths
         self.feats = torch.cat(arrays).to(device)
         self.n = len(arrays)
 
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gather sequences ``idx`` padded to the batch's max length: ``(B, T, D)``, lengths ``(B,)``."""
-        idx = idx.to(self.feats.device)
-        lens = self.lengths[idx]
-        t_max = int(self.lengths_cpu[idx.cpu()].max())
-        steps = torch.arange(t_max, device=self.feats.device)
-        mask = steps[None, :] < lens[:, None]
-        pos = torch.where(mask, self.offsets[idx][:, None] + steps[None, :], torch.zeros_like(steps)[None, :])
-        x = self.feats[pos] * mask[..., None].to(self.feats.dtype)
-        return x, lens
+    def batch(self, idx: torch.Tensor) -> PackedSequence:
+        """Sequences ``idx`` as one :class:`~torch.nn.utils.rnn.PackedSequence`, gathered from ``feats`` without
+        padding (``sum(lengths)`` rows, not ``B * max(lengths)``).
+
+        Exactly what ``pack_padded_sequence(padded, lengths, batch_first=True, enforce_sorted=False)`` makes
+        of the zero-padded batch: the lengths sorted by the same ``torch.sort(descending=True)``, then time
+        step by time step the rows of the sequences still running, in that sorted order.
+        """
+        lens = self.lengths[idx.cpu()]
+        sorted_lens, order = torch.sort(lens, descending=True)
+        steps = torch.arange(int(sorted_lens[0]))
+        running = steps[:, None] < sorted_lens[None, :]  # (T, B): step t of sorted sequence b exists
+        batch_sizes = running.sum(1)
+        rows = (self.offsets[idx.cpu()][order][None, :] + steps[:, None])[running]  # time-major, sorted
+        data = self.feats[rows.to(self.feats.device)]
+        return PackedSequence(data, batch_sizes, order.to(self.feats.device), None)
 
 
 def _labels(labels: Any, n: int, n_classes: int, device: torch.device, name: str = "labels") -> torch.Tensor:
@@ -267,8 +317,7 @@ def _evaluate(model: SequenceClassifier, data: _Packed, y: torch.Tensor, batch_s
     loss_sum, correct = 0.0, 0
     for start in range(0, data.n, batch_size):
         idx = torch.arange(start, min(start + batch_size, data.n))
-        x, lens = data.batch(idx)
-        logits = model(x, lens)
+        logits = model.packed_forward(data.batch(idx))
         yb = y[idx.to(y.device)]
         loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
         correct += int((logits.argmax(1) == yb).sum())
@@ -301,12 +350,12 @@ def train_sequence_model(model: SequenceClassifier, sequences: Sequence[Any], la
         raise ValueError(f"need at least one epoch, got {n_epochs}")
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    train = _Packed(sequences, dev, model.input_dim, "sequences")
+    train = _Packed(sequences, dev, model.input_dim, "sequences", model.max_frames)
     y = _labels(labels, train.n, model.n_classes, dev)
     val = yv = None
     if select is not None:
         val_seqs, val_labels = select
-        val = _Packed(val_seqs, dev, model.input_dim, "select sequences")
+        val = _Packed(val_seqs, dev, model.input_dim, "select sequences", model.max_frames)
         yv = _labels(val_labels, val.n, model.n_classes, dev, "select labels")
     restore = val is not None and fixed_epochs is None
 
@@ -325,9 +374,8 @@ def train_sequence_model(model: SequenceClassifier, sequences: Sequence[Any], la
         loss_sum, correct = 0.0, 0
         for start in range(0, train.n, batch_size):
             idx = perm[start:start + batch_size]
-            x, lens = train.batch(idx)
             yb = y[idx.to(dev)]
-            logits = model(x, lens)
+            logits = model.packed_forward(train.batch(idx))
             loss = F.cross_entropy(logits, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -357,16 +405,15 @@ def train_sequence_model(model: SequenceClassifier, sequences: Sequence[Any], la
 
 @torch.no_grad()
 def _run(model: SequenceClassifier, sequences: Sequence[Any], batch_size: int, device: Any,
-         fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> np.ndarray:
+         fn: Callable[[PackedSequence], torch.Tensor]) -> np.ndarray:
     dev = torch_device(device, model)
     model.to(dev)
     was_training = model.training
     model.eval()
-    data = _Packed(sequences, dev, model.input_dim)
+    data = _Packed(sequences, dev, model.input_dim, max_frames=model.max_frames)
     out = []
     for start in range(0, data.n, int(batch_size)):
-        x, lens = data.batch(torch.arange(start, min(start + int(batch_size), data.n)))
-        out.append(fn(x, lens).float().cpu())
+        out.append(fn(data.batch(torch.arange(start, min(start + int(batch_size), data.n)))).float().cpu())
     model.train(was_training)
     return torch.cat(out).numpy()
 
@@ -374,13 +421,13 @@ def _run(model: SequenceClassifier, sequences: Sequence[Any], batch_size: int, d
 def predict_proba(model: SequenceClassifier, sequences: Sequence[Any], batch_size: int = 256,
                   device: Any = None) -> np.ndarray:
     """``(N, 7)`` softmax probabilities of the last time step (rows sum to 1). ``device=None``: the model's."""
-    return _run(model, sequences, batch_size, device, lambda x, l: torch.softmax(model(x, l), dim=1))
+    return _run(model, sequences, batch_size, device, lambda p: torch.softmax(model.packed_forward(p), dim=1))
 
 
 def last_hidden_states(model: SequenceClassifier, sequences: Sequence[Any], batch_size: int = 256,
                        device: Any = None) -> np.ndarray:
     """``(N, hidden)`` hidden activations at each sequence's last step (the fusion input, section 3)."""
-    return _run(model, sequences, batch_size, device, model.last_hidden)
+    return _run(model, sequences, batch_size, device, model.packed_last_hidden)
 
 
 # ----------------------------------------------------------------------------- checkpoint
@@ -403,7 +450,8 @@ def save_irnn(path: str | Path, model: SequenceClassifier, scaler: InputScaler, 
               extra: Mapping[str, Any] | None = None) -> Path:
     """Write the sequence model, its input scaler and history to ``path`` atomically (torch, weights-only safe)."""
     config = {"input_dim": model.input_dim, "hidden": model.hidden, "cell": model.cell,
-              "identity_scale": model.identity_scale, "n_classes": model.n_classes, "input_std": model.input_std}
+              "identity_scale": model.identity_scale, "n_classes": model.n_classes, "input_std": model.input_std,
+              "max_frames": model.max_frames}
     return write_model(path, IRNN_FORMAT, _IRNN_VERSION, model, config, history=history, extra=extra,
                        scaler={"mean": torch.from_numpy(scaler.mean.copy()), "std": torch.from_numpy(scaler.std.copy())})
 
@@ -425,8 +473,8 @@ def load_irnn(path: str | Path, device: Any = "cpu") -> IrnnCheckpoint:
 class SequenceSettings:
     """Model and training settings of chapter 03 (its parameters of the same names; defaults: the paper's).
 
-    ``hidden``, ``cell``, ``identity_scale`` build the :class:`SequenceClassifier`; ``epochs``, ``lr``,
-    ``clip``, ``batch_size``, ``momentum``, ``fixed_epochs`` go to :func:`train_sequence_model`.
+    ``hidden``, ``cell``, ``identity_scale``, ``max_frames`` build the :class:`SequenceClassifier`; ``epochs``,
+    ``lr``, ``clip``, ``batch_size``, ``momentum``, ``fixed_epochs`` go to :func:`train_sequence_model`.
     """
 
     hidden: int = 200
@@ -438,10 +486,12 @@ class SequenceSettings:
     batch_size: int = 64
     momentum: float = 0.0
     fixed_epochs: int | None = None
+    max_frames: int | None = None
 
     def build(self, input_dim: int, seed: int) -> SequenceClassifier:
         """A fresh, untrained network for ``input_dim``-d frames, its parameters drawn with ``seed``."""
-        return SequenceClassifier(input_dim, self.hidden, self.cell, identity_scale=self.identity_scale, seed=seed)
+        return SequenceClassifier(input_dim, self.hidden, self.cell, identity_scale=self.identity_scale, seed=seed,
+                                  max_frames=self.max_frames)
 
 
 @dataclass

@@ -304,3 +304,104 @@ def test_reapply_gives_back_the_stage_probabilities_exactly(tmp_path):
         np.testing.assert_array_equal(again, stored)
     with pytest.raises(ValueError, match="reads CNN layer 'conv2'"):
         predict_frames(IrnnCheckpoint(r.model, scaler, None, {"feature_layer": "conv2"}), frames["Test"])
+
+
+# ------------------------------------------------------------------------------------- long clips
+
+
+def _mixed_lengths(seed: int = 0, dim: int = 5, long: int = 400) -> list[np.ndarray]:
+    """Clips of AFEW-like lengths (ties included) and one much longer clip."""
+    rng = np.random.default_rng(seed)
+    lengths = [7, 30, 30, 12, long, 1, 30, 25, 3, 12]
+    return [rng.normal(size=(t, dim)).astype(np.float32) for t in lengths]
+
+
+def test_packed_batch_is_what_pack_padded_sequence_makes_of_the_padded_batch():
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
+
+    from emotiw_utils.irnn import _Packed
+
+    seqs = _mixed_lengths()
+    data = _Packed(seqs, torch.device("cpu"), 5)
+    for idx in (torch.arange(len(seqs)), torch.tensor([4, 1, 2, 6]), torch.tensor([9, 3]), torch.tensor([5])):
+        got = data.batch(idx)
+        chosen = [torch.from_numpy(seqs[int(i)]) for i in idx]
+        ref = pack_padded_sequence(pad_sequence(chosen, batch_first=True), torch.tensor([len(c) for c in chosen]),
+                                   batch_first=True, enforce_sorted=False)
+        assert got.data.shape[0] == sum(len(c) for c in chosen)  # no padding: one row per frame
+        assert torch.equal(got.data, ref.data) and torch.equal(got.batch_sizes, ref.batch_sizes)
+        assert torch.equal(got.sorted_indices, ref.sorted_indices)
+        assert torch.equal(got.unsorted_indices, ref.unsorted_indices)
+
+
+@pytest.mark.parametrize("cell", ["irnn", "lstm"])
+def test_packed_batches_give_the_padded_batches_logits_and_gradients_bit_for_bit(cell):
+    from emotiw_utils.irnn import _Packed
+
+    seqs = _mixed_lengths(1)
+    idx = torch.tensor([0, 4, 2, 5, 7])
+    lens = torch.tensor([len(seqs[int(i)]) for i in idx])
+    padded = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(seqs[int(i)]) for i in idx], batch_first=True)
+    y = torch.tensor([0, 3, 6, 1, 2])
+    grads = []
+    for packed in (False, True):
+        m = SequenceClassifier(5, hidden=16, cell=cell, seed=2)
+        logits = m.packed_forward(_Packed(seqs, torch.device("cpu"), 5).batch(idx)) if packed else m(padded, lens)
+        torch.nn.functional.cross_entropy(logits, y).backward()
+        grads.append((logits.detach(), [p.grad.clone() for p in m.parameters()]))
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(grads[0][1], grads[1][1]))
+
+
+def test_batched_predictions_equal_per_clip_predictions():
+    seqs = _mixed_lengths(2, long=1500)
+    m = SequenceClassifier(5, hidden=16, seed=0).eval()
+    batched = predict_proba(m, seqs, batch_size=64)
+    alone = np.concatenate([predict_proba(m, [s], batch_size=1) for s in seqs])
+    np.testing.assert_allclose(batched, alone, atol=1e-6, rtol=0)
+    h_batched = last_hidden_states(m, seqs, batch_size=4)
+    h_alone = np.concatenate([last_hidden_states(m, [s]) for s in seqs])
+    np.testing.assert_allclose(h_batched, h_alone, atol=1e-5, rtol=1e-5)
+
+
+def test_training_with_a_long_clip_is_deterministic():
+    seqs = _mixed_lengths(3, long=1500) * 3
+    y = np.arange(len(seqs)) % 7
+    runs = []
+    for _ in range(2):
+        m = SequenceClassifier(5, hidden=16, seed=4)
+        h = train_sequence_model(m, seqs, y, select=(seqs[:6], y[:6]), epochs=3, batch_size=8, seed=5)
+        runs.append((m.state_dict(), [(e["train_loss"], e["val_loss"]) for e in h.epochs], h.best_epoch))
+    assert all(torch.equal(runs[0][0][k], runs[1][0][k]) for k in runs[0][0])
+    assert runs[0][1:] == runs[1][1:]
+
+
+def test_capped_frames_are_uniform_and_keep_both_ends():
+    from emotiw_utils.irnn import capped_frames
+
+    np.testing.assert_array_equal(capped_frames(40, 300), np.arange(40))
+    np.testing.assert_array_equal(capped_frames(300, 300), np.arange(300))
+    np.testing.assert_array_equal(capped_frames(5, None), np.arange(5))
+    idx = capped_frames(3000, 300)
+    assert len(idx) == 300 and idx[0] == 0 and idx[-1] == 2999 and np.all(np.diff(idx) >= 9)
+    assert np.all(np.diff(idx) <= 11)
+    np.testing.assert_array_equal(capped_frames(9, 3), [0, 4, 8])
+    with pytest.raises(ValueError, match="max_frames"):
+        SequenceClassifier(5, max_frames=1)
+
+
+def test_a_capped_network_reads_a_long_clip_at_its_capped_frames(tmp_path):
+    from emotiw_utils.irnn import capped_frames
+
+    seqs = _mixed_lengths(4, long=1000)
+    capped = SequenceClassifier(5, hidden=16, seed=0, max_frames=100).eval()
+    whole = SequenceClassifier(5, hidden=16, seed=0).eval()
+    p_capped, p_whole = predict_proba(capped, seqs), predict_proba(whole, seqs)
+    short = [i for i, s in enumerate(seqs) if len(s) <= 100]
+    np.testing.assert_array_equal(p_capped[short], p_whole[short])  # clips under the cap: untouched
+    np.testing.assert_allclose(p_capped[4], predict_proba(whole, [seqs[4][capped_frames(1000, 100)]])[0],
+                               atol=1e-6, rtol=0)
+    path = save_irnn(tmp_path / "m.pt", capped, InputScaler.identity(5))
+    back = load_irnn(path).model
+    assert back.max_frames == 100
+    np.testing.assert_array_equal(predict_proba(back, seqs), p_capped)
