@@ -44,7 +44,7 @@ from emotiw_utils.svm import calibrated_fit
 __all__ = ["IS10_DIM", "MIN_SECONDS", "SILENCE_RMS", "STATUSES", "AudioFeatures", "AudioModel", "AudioSearchResult",
            "class_prior", "evaluate_speaker_split", "extract_clip", "extract_paths", "features_key", "fit_audio_grid",
            "fit_audio_model", "fusion_projection", "is10_functionals", "predict_with_prior", "project", "reapply",
-           "signal_status"]
+           "signal_features", "signal_status"]
 
 #: Size of the IS10 functionals vector (paper section 3).
 IS10_DIM: int = 1582
@@ -95,17 +95,24 @@ def _extract_one(path: str) -> tuple[str, np.ndarray | None, float]:
         return "no audio", None, 0.0
     except (DataFormatError, OSError):
         return "unreadable", None, 0.0
-    seconds = len(x) / AUDIO_SR
-    status = signal_status(x)
+    status, f = signal_features(x)
+    return status, f, len(x) / AUDIO_SR
+
+
+def signal_features(signal: np.ndarray, sr: int = AUDIO_SR) -> tuple[str, np.ndarray | None]:
+    """``(status, (1582,) IS10 features or None)`` of one decoded mono signal: :func:`signal_status`, then
+    :func:`is10_functionals` (``"failed"`` when openSMILE fails or gives a non-finite vector). What
+    :func:`extract_clip` does after decoding, for a signal decoded elsewhere (a window of a long video)."""
+    status = signal_status(signal, sr)
     if status != "ok":
-        return status, None, seconds
+        return status, None
     try:
-        f = is10_functionals(x)
+        f = is10_functionals(signal, sr)
     except Exception:  # openSMILE errors on pathological input
-        return "failed", None, seconds
+        return "failed", None
     if f.shape != (IS10_DIM,) or not np.isfinite(f).all():
-        return "failed", None, seconds
-    return "ok", f, seconds
+        return "failed", None
+    return "ok", f
 
 
 def _init_worker() -> None:
