@@ -338,3 +338,36 @@ def test_sae_filters_figure():
     with pytest.raises(ValueError, match=r"\(K, depth, size, size\)"):
         plots.sae_filters(fil[0])
     matplotlib.pyplot.close("all")
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 40, 10_000])
+def test_dense_blocks_in_chunks_are_the_dense_blocks(chunk):
+    clip = np.random.default_rng(3).integers(0, 256, (23, 20, 28), dtype=np.uint8)
+    pieces = list(A.iter_dense_blocks(clip, size=8, depth=4, stride=(3, 4, 5), chunk=chunk))
+    assert all(0 < len(p) <= chunk for p in pieces)
+    whole = A.dense_blocks(clip, size=8, depth=4, stride=(3, 4, 5))
+    np.testing.assert_array_equal(np.concatenate(pieces), whole)
+    assert len(pieces) == -(-len(whole) // chunk)
+    short = clip[:2]  # shorter than the block: padded with its last frame, as dense_blocks does
+    np.testing.assert_array_equal(np.concatenate(list(A.iter_dense_blocks(short, 8, 4, (3, 4, 5), chunk=5))),
+                                  A.dense_blocks(short, 8, 4, (3, 4, 5)))
+    with pytest.raises(ValueError, match="chunk"):
+        next(A.iter_dense_blocks(clip, chunk=0))
+
+
+def test_clip_histograms_of_a_long_clip_in_chunks_equal_the_whole_clip_at_once(monkeypatch):
+    rng = np.random.default_rng(4)
+    clips = [rng.integers(0, 256, (t, 12, 12), dtype=np.uint8) for t in (6, 300, 9)]
+    blocks = A.sample_blocks(clips, 200, size=8, depth=4, seed=0)
+    w = A.BlockWhitener.fit(blocks, n_components=16)
+    m = A.SynchronyAutoencoder(16, n_hidden=6, seed=0)
+    voc = A.fit_vocabulary(A.encode_blocks(m, w.transform(blocks)), k=5, seed=0)
+    whole = A.clip_histograms(clips, m, w, voc, stride=(2, 4, 4), batch_size=16)
+    n_blocks = [len(A.dense_blocks(c, 8, 4, (2, 4, 4))) for c in clips]
+    monkeypatch.setattr(A, "CHUNK_BLOCKS", 40)  # -> chunks of 32 blocks (two batches of 16)
+    seen = []
+    real = A.encode_blocks
+    monkeypatch.setattr(A, "encode_blocks", lambda model, x, **kw: seen.append(len(x)) or real(model, x, **kw))
+    chunked = A.clip_histograms(clips, m, w, voc, stride=(2, 4, 4), batch_size=16)
+    np.testing.assert_array_equal(chunked, whole)
+    assert max(seen) == 32 and sum(seen) == sum(n_blocks) and n_blocks[1] > 32
