@@ -3,12 +3,14 @@
 ::
 
     emotiw data synth --profile demo [--seed 0] [--workers N] [--force]
-    emotiw run --profile demo [--stages 00 03_irnn] [--device auto|cpu|cuda] [--run-dir D]
+    emotiw run --profile demo [--stages 00 03_irnn] [--device auto|cpu|cuda] [--run-dir D] [--executed-dir E]
                [--afew PATH] [--fer2013 PATH] [--tfd PATH] [--recompute] [--seed S] [-p KEY=VALUE ...]
                (profile real needs --afew and --fer2013; with a synthetic profile, given paths replace
                those synthetic datasets, e.g. --fer2013 PATH alone: the CNN on real FER2013)
     emotiw book [--strict | --no-strict]
     emotiw stages
+    emotiw predict VIDEO_OR_FOLDER... [--run-dir runs/demo] [--submission N] [--out DIR] [--device auto|cpu|cuda]
+                   [--window SECONDS] (a finished run applied to any video: emotiw_utils/predict.py)
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                      help="torch device (default: the profile's common.device, normally auto)")
     run.add_argument("--run-dir", type=Path, default=None, help="artifact folder (default: runs/<profile>)")
+    run.add_argument("--executed-dir", type=Path, default=None,
+                     help="folder of the executed notebooks (default: book/executed, what `emotiw book` renders)")
     run.add_argument("--afew", type=Path, default=None, help="AFEW 5.0 root holding Train|Val|Test/")
     run.add_argument("--fer2013", type=Path, default=None,
                      help="fer2013.csv (or .csv.gz, or the image-folder root); alone with a synthetic profile: "
@@ -66,6 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
                       help="turn warnings into errors (-W; default: on)")
 
     sub.add_parser("stages", help="list the stages and whether their notebook exists")
+
+    pr = sub.add_parser("predict", help="apply a finished run's models to any video (nothing is retrained)")
+    pr.add_argument("inputs", nargs="+", type=Path, metavar="VIDEO_OR_FOLDER",
+                    help="video files, or folders whose videos are all predicted")
+    pr.add_argument("--run-dir", type=Path, default=Path("runs/demo"), help="the finished run (default: runs/demo)")
+    pr.add_argument("--submission", type=int, default=None, metavar="N",
+                    help="use submission N's models and fusion weights (1-6; default: the run's main chain)")
+    pr.add_argument("--out", type=Path, default=None,
+                    help="output folder (default: RUN_DIR/predictions): per video a CSV, JSON, label file and PNG")
+    pr.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch device (default: auto)")
+    pr.add_argument("--window", type=float, default=None, metavar="SECONDS",
+                    help="predict each window of this many seconds (default: the whole video as one clip, "
+                         "5 s windows beyond 60 s)")
+    pr.add_argument("--no-timeline", action="store_true", help="do not draw the PNG timelines")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -108,6 +127,7 @@ def _cmd_run(args) -> int:
     try:
         results = pipeline.run_pipeline(
             args.profile, stages=args.stages, run_dir=args.run_dir, device=args.device, data=data, replace=replace,
+            executed_dir=args.executed_dir,
             recompute=args.recompute, overrides=overrides, progress=not args.quiet, workers=args.workers)
     except pipeline.StageFailed as e:
         if e.results:
@@ -185,6 +205,26 @@ def _cmd_stages() -> int:
     return 0
 
 
+def _cmd_predict(args) -> int:
+    import pandas as pd
+
+    from . import predict
+
+    if args.window is not None and not args.window > 0:
+        print("emotiw: error: --window must be a positive number of seconds", file=sys.stderr)
+        return 2
+    models = predict.RunModels.load(args.run_dir, submission=args.submission, device=args.device)
+    out = args.out if args.out is not None else args.run_dir / "predictions"
+    preds = predict.predict_paths(args.inputs, models, out, window=args.window, progress=not args.quiet,
+                                  timeline=not args.no_timeline)
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 80):
+        print(predict.summary_table(preds).to_string(), flush=True)
+    bad = sum(not p.ok for p in preds)
+    print(f"{len(preds) - bad} of {len(preds)} videos predicted" + (f", {bad} unreadable" if bad else "")
+          + f"; outputs in {out}", file=sys.stderr)
+    return 0 if bad < len(preds) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``emotiw`` console script; returns the exit code."""
     parser = build_parser()
@@ -198,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_book(args)
         if args.command == "stages":
             return _cmd_stages()
+        if args.command == "predict":
+            return _cmd_predict(args)
     except _USER_ERRORS as e:
         print(f"emotiw: error: {e}", file=sys.stderr)
         return 1

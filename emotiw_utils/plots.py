@@ -473,3 +473,68 @@ def regime_curves(regimes, select_name: str | None = "Val", title: str = ""):
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+
+def prediction_timeline(times, frame_probs, faces, face_times, wave_t, wave, clip_probs, windows=(),
+                        title: str = "", classes=EMOTIONS):
+    """The timeline of one predicted video (``emotiw predict``): a strip of aligned faces, the CNN's class
+    probabilities of every frame over time, the audio waveform, and each modality's clip-level probabilities.
+
+    ``times`` ``(T,)`` seconds and ``frame_probs`` ``(T, 7)``; ``faces`` ``(n, 48, 48)`` uint8 aligned faces taken
+    at ``face_times`` ``(n,)``; ``wave_t``/``wave`` the waveform's peak envelope (empty: no audio);
+    ``clip_probs`` {name: ``(7,)``} the bars; ``windows`` ``[(start_s, end_s, emotion)]`` of a windowed video
+    (drawn as bands with their fused emotion).
+    """
+    plt = _plt()
+    times, frame_probs = np.asarray(times, dtype=np.float64), np.asarray(frame_probs, dtype=np.float64)
+    end = float(times[-1]) if len(times) else 1.0
+    fig = plt.figure(figsize=(11, 7.5))
+    grid = fig.add_gridspec(4, 1, height_ratios=[1.0, 2.2, 0.9, 2.0], hspace=0.75, left=0.07, right=0.83,
+                            top=0.9, bottom=0.06)
+    ax_faces = fig.add_subplot(grid[0])
+    if len(faces):
+        ax_faces.imshow(np.concatenate(list(faces), axis=1), cmap="gray", vmin=0, vmax=255, aspect="equal")
+        w = np.asarray(faces).shape[2]
+        ax_faces.set_xticks(w * np.arange(len(faces)) + w / 2, [f"{t:.1f}s" for t in face_times], fontsize=7)
+    ax_faces.set_yticks([])
+    ax_faces.set_title("aligned faces (the CNN's input)", fontsize=9)
+
+    ax = fig.add_subplot(grid[1])
+    colours = plt.get_cmap("tab10")(np.arange(len(classes)))
+    for c, name in enumerate(classes):
+        ax.plot(times, frame_probs[:, c], lw=1.1, color=colours[c], label=name)
+    for i, (a, b, label) in enumerate(windows):
+        ax.axvspan(a, b, color="grey", alpha=0.08 if i % 2 else 0.0)
+        ax.text((a + b) / 2, 1.02, label, ha="center", va="bottom", fontsize=6, transform=ax.get_xaxis_transform())
+    ax.set(xlim=(0, end), ylim=(0, 1), ylabel="CNN p(class)")
+    ax.set_title("per-frame class probabilities of the frame CNN" + (" (fused emotion per window above)"
+                                                                      if len(windows) else ""), fontsize=9,
+                 pad=12 if len(windows) else 6)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelbottom=False)
+
+    ax_w = fig.add_subplot(grid[2], sharex=ax)
+    if len(wave):
+        ax_w.fill_between(wave_t, -np.asarray(wave), np.asarray(wave), color="tab:grey", lw=0)
+        ax_w.set_ylim(-1.05 * max(float(np.max(wave)), 1e-3), 1.05 * max(float(np.max(wave)), 1e-3))
+    else:
+        ax_w.text(0.5, 0.5, "no audio", ha="center", va="center", transform=ax_w.transAxes, fontsize=9)
+    ax_w.set_yticks([])
+    ax_w.set_xlabel("seconds")
+    ax_w.set_title("audio waveform", fontsize=9)
+
+    ax_b = fig.add_subplot(grid[3])
+    x = np.arange(len(classes))
+    width = 0.8 / max(1, len(clip_probs))
+    for i, (name, p) in enumerate(clip_probs.items()):
+        ax_b.bar(x + (i - (len(clip_probs) - 1) / 2) * width, np.asarray(p), width, label=name)
+    ax_b.set_xticks(x, classes, fontsize=8)
+    ax_b.set(ylim=(0, 1), ylabel="p(class)")
+    ax_b.set_title("clip-level probabilities of each modality and the fused decision", fontsize=9)
+    ax_b.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax_b.grid(alpha=0.3, axis="y")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
