@@ -277,20 +277,20 @@ def read_frames_and_fps(path: str | Path, gray: bool = False) -> tuple[np.ndarra
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         stream.thread_type = "AUTO"
+        if gray:
+            import cv2
+        rgb = []  # decoded frames, each converted to gray as it comes: a whole clip in RGB is never held
         try:
-            rgb = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+            for frame in container.decode(stream):
+                f = frame.to_ndarray(format="rgb24")
+                rgb.append(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) if gray else f)
         except (av.FFmpegError, ValueError) as e:
             raise DataFormatError(p, f"cannot decode video: {e}") from e
     if not rgb:
         raise DataFormatError(p, "no video frame could be decoded")
     if not rate:
         raise DataFormatError(p, "video stream has no frame rate")
-    frames = np.stack(rgb)
-    if gray:
-        import cv2
-
-        frames = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
-    return frames, float(rate)
+    return np.stack(rgb), float(rate)
 
 
 def read_audio(path: str | Path, sr: int = AUDIO_SR) -> np.ndarray:
