@@ -27,7 +27,7 @@ from . import paths
 
 __all__ = [
     "ACTIVITY", "ALIGNMENT", "AUDIO", "Artifact", "CLIP_PROBS", "CNN", "DATASETS", "EXECUTED_COPY",
-    "FUSION", "FUSION_FEATURES", "IRNN", "KAVG", "MANIFEST", "METRICS", "RESULTS", "SEARCH", "STAGES",
+    "FUSION", "FUSION_FEATURES", "IRNN", "KAVG", "MANIFEST", "METRICS", "OWN_VIDEOS", "RESULTS", "SEARCH", "STAGES",
     "STAGE_NAMES", "SUBMISSIONS", "Stage", "get", "modality_stages", "resolve_stage_name",
 ]
 
@@ -207,10 +207,19 @@ RESULTS = Stage(
     "10_results", "book/results.md", "Results beside the paper (Tables 1 and 2, Figures 4 and 5)", "6",
     reads=("03_irnn", "04_kavg_svm", "05_audio", "06_activity_sae", "07_fusion", "08_random_search",
            "09_submissions"))
+# "Your own videos": the finished run applied to new videos with `emotiw predict` (emotiw_utils.predict), a
+# hand-written page executed after the results page; it reads every stage whose model predict loads.
+OWN_VIDEOS = Stage(
+    "11_own_videos", "book/own_videos.md", "Your own videos: the finished run applied to any video", "",
+    reads=("01_alignment", "02_cnn", "03_irnn", "04_kavg_svm", "05_audio", "06_activity_sae", "07_fusion",
+           "08_random_search"), artifacts={
+        "outputs": _a("{video}.{kind}", "emotiw predict's outputs of one video (emotiw_utils.predict.write_outputs): "
+                                        "kind csv, json, txt (EmotiW label file), png (timeline)"),
+    })
 
 #: Every stage, in execution order.
 STAGES: tuple[Stage, ...] = (DATASETS, ALIGNMENT, CNN, IRNN, KAVG, AUDIO, ACTIVITY, FUSION, SEARCH, SUBMISSIONS,
-                             RESULTS)
+                             RESULTS, OWN_VIDEOS)
 #: Their names, in order.
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
 

@@ -289,7 +289,8 @@ def test_input_hash_depends_on_everything():
 def test_stage_list_and_summary():
     names = list(stages.STAGE_NAMES)
     assert names == ["00_datasets", "01_alignment", "02_cnn", "03_irnn", "04_kavg_svm", "05_audio",
-                     "06_activity_sae", "07_fusion", "08_random_search", "09_submissions", "10_results"]
+                     "06_activity_sae", "07_fusion", "08_random_search", "09_submissions", "10_results",
+                     "11_own_videos"]
     assert stages.resolve_stage_name("03") == "03_irnn"
     table = pipeline.format_summary([pipeline.StageResult("00_datasets", "ran", 3.21, None),
                                      pipeline.StageResult("01_alignment", "cached", 0.0, None),
