@@ -484,7 +484,7 @@ def prediction_timeline(times, frame_probs, faces, face_times, wave_t, wave, cli
     ``times`` ``(T,)`` seconds and ``frame_probs`` ``(T, 7)``; ``faces`` ``(n, 48, 48)`` uint8 aligned faces taken
     at ``face_times`` ``(n,)``; ``wave_t``/``wave`` the waveform's peak envelope (empty: no audio);
     ``clip_probs`` {name: ``(7,)``} the bars; ``windows`` ``[(start_s, end_s, emotion)]`` of a windowed video
-    (drawn as bands with their fused emotion).
+    (a band in the colour of each window's fused emotion, named while there are at most 24).
     """
     plt = _plt()
     times, frame_probs = np.asarray(times, dtype=np.float64), np.asarray(frame_probs, dtype=np.float64)
@@ -505,12 +505,16 @@ def prediction_timeline(times, frame_probs, faces, face_times, wave_t, wave, cli
     for c, name in enumerate(classes):
         ax.plot(times, frame_probs[:, c], lw=1.1, color=colours[c], label=name)
     for i, (a, b, label) in enumerate(windows):
-        ax.axvspan(a, b, color="grey", alpha=0.08 if i % 2 else 0.0)
-        ax.text((a + b) / 2, 1.02, label, ha="center", va="bottom", fontsize=6, transform=ax.get_xaxis_transform())
+        # every window: a band in its fused emotion's colour on top; its name too while they are few enough
+        ax.axvspan(a, b, ymin=0.97, ymax=1.0, color=colours[list(classes).index(label)], lw=0)
+        ax.axvline(a, color="grey", lw=0.5, alpha=0.5)
+        if len(windows) <= 24:
+            ax.text((a + b) / 2, 1.02, label, ha="center", va="bottom", fontsize=6,
+                    transform=ax.get_xaxis_transform())
     ax.set(xlim=(0, end), ylim=(0, 1), ylabel="CNN p(class)")
-    ax.set_title("per-frame class probabilities of the frame CNN" + (" (fused emotion per window above)"
+    ax.set_title("per-frame class probabilities of the frame CNN" + (" (each window's fused emotion on top)"
                                                                       if len(windows) else ""), fontsize=9,
-                 pad=12 if len(windows) else 6)
+                 pad=12 if 0 < len(windows) <= 24 else 6)
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     ax.tick_params(labelbottom=False)
