@@ -173,7 +173,8 @@ class Segment:
     ``probs``: modality (and :data:`FUSED`) -> ``(7,)``; ``frame_probs`` ``(T, 7)``: the CNN's softmax of every
     frame; ``has_face`` ``(T,)``: frames with their own face; ``no_face``: no frame had one (fallback box);
     ``audio_status``: one of :data:`emotiw_utils.audio.STATUSES`; ``strip``: up to :data:`STRIP_FACES` aligned
-    faces and ``strip_frames`` their frame numbers (in the video)."""
+    faces and ``strip_frames`` their frame numbers (in the video); ``too_short``: fewer frames (or smaller
+    ones) than one activity block, so the activity model classifies the uniform histogram."""
 
     start_frame: int
     n_frames: int
@@ -184,6 +185,7 @@ class Segment:
     audio_status: str
     strip: np.ndarray
     strip_frames: np.ndarray
+    too_short: bool = False
 
     @property
     def label(self) -> str:
@@ -256,8 +258,10 @@ def predict_segment(models: RunModels, rgb: np.ndarray, audio_signal: np.ndarray
     probs["audio"] = models.audio.probs(row)[0]
 
     act = models.activity
-    hist = act.features.histograms_of([_activity_frames(gray, act.features.settings.frame_scale)],
-                                      device=models.device)
+    scaled = _activity_frames(gray, act.features.settings.frame_scale)
+    hist = act.features.histograms_of([scaled], device=models.device)
+    block = act.features.whitener
+    too_short = scaled.shape[0] < block.depth or min(scaled.shape[1:]) < block.size
     probs["activity"] = act.probs(hist)[0]
 
     inputs = {"rnn": hidden, "kavg": pooled, "audio": models.audio.fusion_inputs(row)}
@@ -271,14 +275,15 @@ def predict_segment(models: RunModels, rgb: np.ndarray, audio_signal: np.ndarray
     keep = np.unique(np.linspace(0, t - 1, min(STRIP_FACES, t)).round().astype(np.int64))
     return Segment(start_frame=int(start_frame), n_frames=t, probs=probs, frame_probs=_softmax(logits),
                    has_face=np.asarray(has_face, dtype=bool), no_face=bool(no_face), audio_status=status,
-                   strip=faces[keep].copy(), strip_frames=keep + int(start_frame))
+                   strip=faces[keep].copy(), strip_frames=keep + int(start_frame), too_short=bool(too_short))
 
 
 @dataclass
 class VideoPrediction:
-    """What :func:`predict_video` found for one file. ``status``: ``ok``, ``no_audio``, ``no_face``,
-    ``no_audio+no_face`` or ``unreadable`` (``error`` then says why); ``notes``: the clip policy applied, in
-    words; ``window_s``: the window length (None: one clip)."""
+    """What :func:`predict_video` found for one file. ``status``: ``ok``, ``unreadable`` (``error`` then says
+    why), or the problems found joined by ``+`` (``no_audio``, ``no_face``, ``too_short``, e.g.
+    ``no_audio+no_face``); ``notes``: the clip policy applied, in words; ``window_s``: the window length (None:
+    one clip)."""
 
     path: Path
     status: str
@@ -426,6 +431,12 @@ def _status(segments: Sequence[Segment]) -> tuple[str, list[str]]:
         where = "" if len(segments) == 1 else f" in {len(no_face)} of {len(segments)} windows"
         notes.append(f"no face found in any frame{where}: aligned with the run's fallback face box (as stage "
                      f"{stages.ALIGNMENT.name} keeps such clips); the vision modalities predict from those crops")
+    short = [s for s in segments if s.too_short]
+    if short:
+        flags.append("too_short")
+        where = "" if len(segments) == 1 else f" ({len(short)} of {len(segments)} windows)"
+        notes.append(f"fewer frames than one activity block{where}: the activity model classifies the uniform "
+                     "histogram (as the activity stage does)")
     missing = sum(int((~s.has_face).sum()) for s in segments if not s.no_face)
     if missing:
         notes.append(f"{missing} frames without a face took the keypoints of the nearest frame with one")
