@@ -44,8 +44,8 @@ from . import stages
 from .constants import AUDIO_SR, EMOTIONS
 
 __all__ = ["FUSED", "LONG_VIDEO_S", "LONG_VIDEO_WINDOW_S", "RunModels", "Segment", "VIDEO_SUFFIXES",
-           "VideoPrediction", "find_videos", "model_dir", "predict_segment", "predict_video", "summary_table",
-           "write_outputs"]
+           "VideoPrediction", "find_videos", "iter_frame_chunks", "model_dir", "output_names", "predict_paths",
+           "predict_segment", "predict_video", "save_timeline", "summary_table", "timeline_figure", "write_outputs"]
 
 #: Name of the decision-level fusion in every output (beside the modality names of the registry).
 FUSED = "fused"
