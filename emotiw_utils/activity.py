@@ -685,50 +685,48 @@ def clip_histograms(clips: Sequence[Any], model, whitener: BlockWhitener, vocabu
     return bag_of_words(codes, vocabulary)
 
 
-def _read_gray(args: tuple[str, float]) -> np.ndarray:
+def _read_gray(args: tuple[str, float, bool]) -> tuple[np.ndarray, str | None]:
     from emotiw_utils.datasets.video import read_frames
+    from emotiw_utils.errors import DataFormatError
 
-    path, scale = args
-    frames = read_frames(path, gray=True)
+    path, scale, keep_going = args
+    try:
+        frames = read_frames(path, gray=True)
+    except DataFormatError as e:
+        if not keep_going:
+            raise
+        return np.zeros((0, 1, 1), dtype=np.uint8), str(e)
     if scale == 1.0 or len(frames) == 0:
-        return frames
+        return frames, None
     import cv2
 
     h, w = frames.shape[1:]
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+    return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]), None
 
 
 def load_clip_frames(paths: Sequence[Any], scale: float = 0.5, workers: int = 0, progress: bool = False,
-                     desc: str = "decode") -> list[np.ndarray]:
+                     desc: str = "decode", errors: dict[int, str] | None = None) -> list[np.ndarray]:
     """Grayscale frames of every video in ``paths``: one ``(T_i, H', W')`` uint8 array per clip.
 
     ``scale`` resizes the frames (area interpolation) before any block is cut: at 0.5 a 16 x 16 block of a
     144 x 176 SynthAFEW frame (or a 720 x 576 AFEW frame scaled to 0.2) covers a face-sized region.
-    ``workers`` processes decode in parallel (0: all cores). Unreadable files raise
-    :class:`~emotiw_utils.errors.DataFormatError` naming the file.
+    ``workers`` processes decode in parallel (0: all cores; :func:`emotiw_utils.workers.process_map`: a
+    crashed worker fails with the clip named, never a hang).
+
+    Unreadable files raise :class:`~emotiw_utils.errors.DataFormatError` naming the file, unless ``errors``
+    is a dict: then an unreadable clip gives a ``(0, 1, 1)`` array (no frame, hence no block and the uniform
+    histogram) and ``errors[i]`` its message (the clip policy, :mod:`emotiw_utils.clip_policy`).
     """
-    import multiprocessing as mp
-    import os
+    from emotiw_utils.workers import process_map
 
     if not 0 < float(scale) <= 1:
         raise ValueError(f"scale must be in (0, 1], got {scale!r}")
-    tasks = [(str(p), float(scale)) for p in paths]
-    workers = max(1, min(int(workers) or (os.cpu_count() or 1), max(1, len(tasks))))
-    if workers == 1:
-        it = map(_read_gray, tasks)
-        pool = None
-    else:
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-        pool = ctx.Pool(workers)
-        it = pool.imap(_read_gray, tasks, chunksize=max(1, len(tasks) // (workers * 16)))
-    try:
-        if progress:
-            from tqdm import tqdm
-
-            it = tqdm(it, total=len(tasks), desc=desc, unit="clip")
-        return list(it)
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
+    tasks = [(str(p), float(scale), errors is not None) for p in paths]
+    out = []
+    for i, (frames, problem) in enumerate(process_map(_read_gray, tasks, workers, names=[t[0] for t in tasks],
+                                                      progress=progress, desc=desc)):
+        if problem is not None:
+            errors[i] = problem
+        out.append(frames)
+    return out

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -94,7 +95,9 @@ class ActivityFeatures:
     each unit's ``active_fraction`` on the training blocks, ``n_blocks`` training blocks, per-split
     ``n_frames`` and the ``frame_shape`` (of the first clip), wall ``seconds`` of decoding, learning and
     histograms, the cache ``key`` and the ``settings`` (their ``frame_scale`` and ``stride`` describe a new
-    clip as the learned ones were). ``from_cache``: loaded rather than learned in this call."""
+    clip as the learned ones were). ``from_cache``: loaded rather than learned in this call. ``status``: per
+    split, every clip's status under the clip policy (:mod:`emotiw_utils.clip_policy`): ``ok``, ``too_short``
+    (no 16 x 16 x 10 block: the uniform histogram) or ``unreadable`` (no frame: the uniform histogram)."""
 
     sae_splits: tuple[str, ...]
     histograms: dict[str, np.ndarray]
@@ -112,6 +115,7 @@ class ActivityFeatures:
     seconds: dict[str, float] = field(default_factory=dict)
     key: str = ""
     from_cache: bool = False
+    status: dict[str, np.ndarray] | None = None
 
     @property
     def dead_units(self) -> int:
@@ -149,7 +153,8 @@ class ActivityFeatures:
         meta = {"sae_splits": list(self.sae_splits), "history": self.history, "n_blocks": int(self.n_blocks),
                 "n_frames": {s: int(n) for s, n in self.n_frames.items()}, "frame_shape": list(self.frame_shape),
                 "seconds": self.seconds, "key": self.key, "threshold": float(self.threshold),
-                "settings": asdict(self.settings)}
+                "settings": asdict(self.settings),
+                "status": None if self.status is None else {s: list(map(str, v)) for s, v in self.status.items()}}
         return save_npz_atomic(path, weight=self.weight, centres=self.centres, active_fraction=self.active_fraction,
                                meta=np.array(json.dumps(meta)), **hist, **ids,
                                **{f"whitener_{k}": v for k, v in self.whitener.to_dict().items()})
@@ -165,7 +170,9 @@ class ActivityFeatures:
                        {s: z[f"ids_{s}"].astype(str) for s in splits}, whitener, z["weight"], meta["threshold"],
                        z["centres"], meta["history"], z["active_fraction"], meta["n_blocks"], meta["n_frames"],
                        tuple(meta["frame_shape"]), ActivitySettings(**meta["settings"]), meta["seconds"],
-                       meta["key"], from_cache=True)
+                       meta["key"], from_cache=True,
+                       status=None if meta.get("status") is None
+                       else {s: np.array(v, dtype=str) for s, v in meta["status"].items()})
 
     @classmethod
     def learn(cls, paths: Mapping[str, Sequence[str | Path]], clip_ids: Mapping[str, Sequence[str]],
@@ -191,13 +198,19 @@ class ActivityFeatures:
                 cached = cls.load(cache)
             except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError):  # unreadable/older layout: relearn
                 cached = None
-            if cached is not None and cached.key == key and all(list(cached.clip_ids.get(s, [])) == [str(c) for c in clip_ids[s]]
+            if cached is not None and cached.status is not None and cached.key == key and all(list(cached.clip_ids.get(s, [])) == [str(c) for c in clip_ids[s]]
                                          for s in paths):
                 return cached
 
         t0 = time.perf_counter()
+        errors = {s: {} for s in paths}  # one bad clip never stops the stage: it is described by no block
         clips = {s: activity.load_clip_frames(paths[s], settings.frame_scale, workers=workers, progress=progress,
-                                              desc=f"decode {s}") for s in paths}
+                                              desc=f"decode {s}", errors=errors[s]) for s in paths}
+        for s in paths:
+            for i, message in errors[s].items():
+                warnings.warn(f"unreadable clip (the uniform histogram): {message}", UserWarning, stacklevel=2)
+        status = {s: np.array(["unreadable" if i in errors[s] else "ok" if _has_block(c, settings) else "too_short"
+                               for i, c in enumerate(clips[s])], dtype=str) for s in paths}
         t_decode = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -224,10 +237,16 @@ class ActivityFeatures:
                   np.asarray(vocabulary.cluster_centers_, dtype=np.float32), history,
                   (codes > 0).mean(0), len(blocks), {s: int(sum(len(c) for c in clips[s])) for s in paths},
                   tuple(first.shape[1:]) if first is not None else (0, 0), settings,
-                  {"decode": t_decode, "learn": t_learn, "histograms": t_hist}, key)
+                  {"decode": t_decode, "learn": t_learn, "histograms": t_hist}, key, status=status)
         if cache is not None:
             out.save(cache)
         return out
+
+
+def _has_block(clip: np.ndarray, settings: ActivitySettings) -> bool:
+    """Whether a clip's frames hold one block of the activity model (depth frames, size x size pixels)."""
+    return (clip.shape[0] >= activity.BLOCK_DEPTH and clip.shape[1] >= activity.BLOCK_SIZE
+            and clip.shape[2] >= activity.BLOCK_SIZE)
 
 
 @dataclass

@@ -121,7 +121,7 @@ def test_decode_report_counts_every_problem(tree):
     report = decode_report(recs, progress=False)
     table = report.table()
     assert table.loc["Train"].to_dict() == {
-        "total": 3, "ok": 2, "readable": 3, "unreadable": 0,
+        "total": 3, "ok": 2, "readable": 3, "unreadable": 0, "truncated": 0, "audio_short": 0,
         "no_audio": 1, "keypoints_missing": 1, "keypoints_mismatch": 1,
     }  # fmt: skip
     assert table.loc["Val", "unreadable"] == 1 and table.loc["Val", "ok"] == 1

@@ -46,8 +46,9 @@ def test_round_trip_frames_and_audio(tmp_path, pcm):
     info = probe_clip(path)
     assert info == ClipInfo(
         n_frames=T, fps=25.0, width=W, height=H, duration_s=T / FPS,
-        has_audio=True, audio_sr=SR, audio_samples=len(pcm),
+        has_audio=True, audio_sr=SR, audio_samples=len(pcm), header_frames=T, stream_frames=T,
     )
+    assert info.problems() == []
 
     got = read_frames(path)
     assert got.shape == frames.shape and got.dtype == np.uint8  # exactly T frames

@@ -48,7 +48,7 @@ from emotiw_utils.datasets.keypoints import (  # noqa: F401  (re-exported)
     read_keypoints,
     write_keypoints,
 )
-from emotiw_utils.datasets.video import ClipInfo, NoAudioError, probe_clip, read_audio, read_frames_and_fps
+from emotiw_utils.datasets.video import ClipInfo, NoAudioError, audio_short, probe_clip, read_audio, read_video
 from emotiw_utils.errors import DataFormatError
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "afew_clip_path",
     "afew_summary",
     "decode_report",
+    "example_clips",
     "iter_clips",
     "keypoints_path_for",
     "load_clip",
@@ -72,8 +73,10 @@ __all__ = [
     "write_test_labels",
 ]
 
-#: Clip file suffixes recognised inside the split folders (case-insensitive).
-VIDEO_SUFFIXES: tuple[str, ...] = (".avi",)
+#: Clip file suffixes recognised inside the split folders (case-insensitive). AFEW's clips are AVI (the
+#: first suffix, that of :func:`afew_clip_path`); any container PyAV reads works the same way.
+VIDEO_SUFFIXES: tuple[str, ...] = (".avi", ".mp4", ".mkv", ".mov", ".flv", ".webm", ".mpg", ".mpeg", ".m4v",
+                                   ".wmv", ".ogv", ".3gp", ".ts", ".gif")
 _TEST_SPLIT = "Test"
 _EXPECTED_EMOTIONS = ", ".join(EMOTIONS)
 
@@ -114,6 +117,9 @@ class Clip:
             NaN where no face was found, or None without a sidecar. ``T'`` should equal ``T``;
             see :attr:`keypoints_match`.
         fps: video frame rate.
+        problems: ``(status, message)`` of what went wrong decoding it: ``truncated`` (fewer frames than
+            the header states, or a decode error part-way: ``frames`` holds what decoded) and
+            ``audio_short`` (the audio ends well before the video). Empty for a clean clip.
     """
 
     record: ClipRecord
@@ -121,6 +127,7 @@ class Clip:
     audio: np.ndarray | None
     keypoints: np.ndarray | None
     fps: float
+    problems: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def n_frames(self) -> int:
@@ -190,9 +197,20 @@ def scan_afew(root: str | Path, splits: Sequence[str] = AFEW_SPLITS) -> list[Cli
             found = sorted(c.name for c in root.iterdir() if c.is_dir() and not c.name.startswith("."))
             raise DataFormatError(root, f"missing split folder {split!r} (found: {', '.join(found) or 'none'})")
         records.extend(_scan_split(root, split, split_dir))
+    _warn_unknown_folders(root)
     order = {s: i for i, s in enumerate(splits)}
     records.sort(key=lambda r: (order[r.split], r.label, r.clip_id))
     return records
+
+
+def _warn_unknown_folders(root: Path) -> None:
+    """Warn about a folder beside the splits that is not one (a misspelt ``Vall`` is never read silently)."""
+    known = {s.lower() for s in AFEW_SPLITS}
+    extra = sorted(c.name for c in root.iterdir() if c.is_dir() and not c.name.startswith(".")
+                   and c.name.lower() not in known)
+    if extra:
+        warnings.warn(f"{root}: folder(s) {', '.join(map(repr, extra))} are not AFEW splits "
+                      f"({', '.join(AFEW_SPLITS)}) and are not read", UserWarning, stacklevel=3)
 
 
 def _scan_split(root: Path, split: str, split_dir: Path) -> list[ClipRecord]:
@@ -331,17 +349,43 @@ def load_clip(record: ClipRecord, gray: bool = False, sr: int = AUDIO_SR, *, aud
     Raises:
         DataFormatError: unreadable video or audio, or an unreadable keypoint sidecar. A missing
             audio stream is not an error (``audio`` is None); neither is a keypoint count that
-            differs from the frame count (see :attr:`Clip.keypoints_match`).
+            differs from the frame count (see :attr:`Clip.keypoints_match`), nor a truncated clip
+            (what decoded is returned, :attr:`Clip.problems` says what is missing).
     """
-    frames, fps = read_frames_and_fps(record.path, gray=gray)
+    video = read_video(record.path, gray=gray)
+    problems = [] if video.problem is None else [("truncated", f"{record.path}: {video.problem}")]
     samples = None
     if audio:
         try:
             samples = read_audio(record.path, sr=sr)
         except NoAudioError:
             samples = None
+        if samples is not None and audio_short(len(samples) / sr, video.header_duration_s):
+            problems.append(("audio_short", f"{record.path}: {len(samples) / sr:.2f} s of audio for "
+                                            f"{video.header_duration_s:.2f} s of video"))
     kps = read_keypoints(record.keypoints_path) if record.keypoints_path is not None else None
-    return Clip(record=record, frames=frames, audio=samples, keypoints=kps, fps=fps)
+    return Clip(record=record, frames=video.frames, audio=samples, keypoints=kps, fps=video.fps, problems=problems)
+
+
+def example_clips(records: Iterable[ClipRecord], split: str = "Train") -> tuple[list[Clip], list[str]]:
+    """One clip per class of ``split`` for a chapter's figures: the first of each class (in ``records`` order)
+    that decodes in full. Returns (the clips, in class order; a message for every clip passed over because it
+    is unreadable or truncated). A class without such a clip is left out."""
+    chosen: dict[int, Clip] = {}
+    passed_over: list[str] = []
+    for r in records:
+        if r.split != split or r.label < 0 or r.label in chosen:
+            continue
+        try:
+            clip = load_clip(r)
+        except DataFormatError as e:
+            passed_over.append(f"{r.clip_id}: {e}")
+            continue
+        if any(kind == "truncated" for kind, _ in clip.problems):
+            passed_over.append(f"{r.clip_id}: " + "; ".join(m for k, m in clip.problems if k == "truncated"))
+            continue
+        chosen[r.label] = clip
+    return [chosen[c] for c in sorted(chosen)], passed_over
 
 
 #: Counters of a :class:`DecodeReport`, per split.
@@ -350,7 +394,9 @@ REPORT_FIELDS: tuple[str, ...] = (
     "ok",
     "readable",
     "unreadable",
+    "truncated",
     "no_audio",
+    "audio_short",
     "keypoints_missing",
     "keypoints_mismatch",
 )
@@ -372,10 +418,12 @@ class DecodeReport:
 
     Counters per split (see :data:`REPORT_FIELDS`): ``total`` clips seen; ``readable`` (frames
     decoded, or container probed) and ``unreadable`` (``readable + unreadable == total``); among
-    readable clips ``no_audio`` (no audio stream), ``keypoints_missing`` (no sidecar;
-    informational, real AFEW ships none) and ``keypoints_mismatch`` (sidecar rows != frames);
-    ``ok`` = readable, with audio, and without a keypoint mismatch. ``problems`` lists each
-    unreadable, no-audio and mismatching clip with its message; ``infos`` holds
+    readable clips ``truncated`` (fewer frames than the header states, or a decode error part-way),
+    ``no_audio`` (no audio stream), ``audio_short`` (the audio ends well before the video),
+    ``keypoints_missing`` (no sidecar; informational, real AFEW ships none) and
+    ``keypoints_mismatch`` (sidecar rows != frames); ``ok`` = readable, not truncated, with audio
+    that is not short, and without a keypoint mismatch. ``problems`` lists each unreadable,
+    truncated, no-audio, short-audio and mismatching clip with its message; ``infos`` holds
     ``(record, ClipInfo)`` for every readable clip of a probe (empty for a decode).
     """
 
@@ -388,13 +436,23 @@ class DecodeReport:
         c[name] += 1
 
     def add_readable(
-        self, record: ClipRecord, has_audio: bool | None, n_frames: int, n_keypoints: int | None
+        self,
+        record: ClipRecord,
+        has_audio: bool | None,
+        n_frames: int,
+        n_keypoints: int | None,
+        problems: Iterable[tuple[str, str]] = (),
     ) -> None:
-        """Count a readable clip; ``has_audio=None`` means audio was not checked."""
+        """Count a readable clip; ``has_audio=None`` means audio was not checked; ``problems``:
+        ``(status, message)`` pairs, status ``truncated`` or ``audio_short``."""
         r = record
         self._bump(r.split, "total")
         self._bump(r.split, "readable")
         fine = True
+        for kind, message in problems:
+            self._bump(r.split, kind)
+            self.problems.append(ClipProblem(r.split, r.clip_id, kind, message))
+            fine = False
         if has_audio is False:
             self._bump(r.split, "no_audio")
             self.problems.append(ClipProblem(r.split, r.clip_id, "no_audio", f"{r.path}: no audio stream"))
@@ -412,7 +470,8 @@ class DecodeReport:
     def add_clip(self, clip: Clip, want_audio: bool = True) -> None:
         """Count a decoded clip and its audio / keypoint problems."""
         n_kps = None if clip.keypoints is None else len(clip.keypoints)
-        self.add_readable(clip.record, (clip.audio is not None) if want_audio else None, clip.n_frames, n_kps)
+        self.add_readable(clip.record, (clip.audio is not None) if want_audio else None, clip.n_frames, n_kps,
+                          clip.problems)
 
     def add_unreadable(self, record: ClipRecord, error: BaseException) -> None:
         """Count a clip that could not be decoded, keeping the error message."""
@@ -525,7 +584,8 @@ def probe_split(
             report.add_unreadable(record, e)
             continue
         report.infos.append((record, info))
-        report.add_readable(record, info.has_audio, info.n_frames, n_kps)
+        report.add_readable(record, info.has_audio, info.n_frames, n_kps,
+                            [(kind, f"{record.path}: {message}") for kind, message in info.problems()])
     return report
 
 

@@ -22,11 +22,15 @@ from emotiw_utils.errors import DataFormatError
 
 __all__ = [
     "ClipInfo",
+    "DecodedVideo",
     "NoAudioError",
+    "audio_short",
+    "frames_missing",
     "probe_clip",
     "read_audio",
     "read_frames",
     "read_frames_and_fps",
+    "read_video",
     "write_clip",
 ]
 
@@ -52,6 +56,9 @@ class ClipInfo:
         audio_sr: its sample rate (None without audio).
         audio_samples: its length in samples at ``audio_sr``, when the container tells it exactly
             (always for PCM audio), else None.
+        header_frames: the frame count the container header states (0 when it states none).
+        stream_frames: video packets actually in the file (counted by demuxing, no decoding), or None
+            when they were not counted (no header count to check against and no PCM audio to sum).
     """
 
     n_frames: int
@@ -62,6 +69,42 @@ class ClipInfo:
     has_audio: bool
     audio_sr: int | None
     audio_samples: int | None
+    header_frames: int = 0
+    stream_frames: int | None = None
+
+    def problems(self) -> list[tuple[str, str]]:
+        """``(status, message)`` for what the container shows is wrong: ``truncated`` (fewer video packets in
+        the file than the header states) and ``audio_short`` (the audio track ends well before the video,
+        :func:`audio_short`)."""
+        out = []
+        if self.stream_frames is not None and self.header_frames and frames_missing(self.header_frames,
+                                                                                    self.stream_frames):
+            out.append(("truncated", f"the header states {self.header_frames} frames, the file holds "
+                                     f"{self.stream_frames}"))
+        if self.audio_sr and self.audio_samples is not None:
+            a = self.audio_samples / self.audio_sr
+            if audio_short(a, self.duration_s):
+                out.append(("audio_short", f"{a:.2f} s of audio for {self.duration_s:.2f} s of video"))
+        return out
+
+
+#: A clip is truncated when fewer frames than the header states are present or decoded, by more than
+#: this fraction of the header count (and at least one frame): containers and decoders may disagree by a frame.
+FRAME_TOLERANCE: float = 0.02
+#: Audio is short when it ends this many seconds, and this fraction of the video, before the video does.
+AUDIO_TOLERANCE_S: float = 0.25
+AUDIO_TOLERANCE_FRACTION: float = 0.1
+
+
+def frames_missing(header_frames: int, got: int) -> bool:
+    """Whether ``got`` frames (decoded, or packets in the file) fall short of the header's count."""
+    return header_frames > 0 and header_frames - got > max(1, int(FRAME_TOLERANCE * header_frames))
+
+
+def audio_short(audio_s: float, video_s: float) -> bool:
+    """Whether ``audio_s`` seconds of audio end well before ``video_s`` seconds of video."""
+    gap = video_s - audio_s
+    return gap > AUDIO_TOLERANCE_S and gap > AUDIO_TOLERANCE_FRACTION * video_s
 
 
 def _av():
@@ -213,13 +256,11 @@ def probe_clip(path: str | Path) -> ClipInfo:
             audio_sr = int(a.codec_context.sample_rate) if a is not None else None
             pcm_audio = a is not None and a.codec_context.name.startswith("pcm_")
             header_frames = int(v.frames or 0)
-            audio_samples = None
+            audio_samples = counted = None
             if header_frames <= 0 or pcm_audio:
-                # demux (no decoding): count video packets when the header has no frame count,
-                # and sum PCM bytes, which gives the exact number of samples
-                counted, audio_bytes = _count_packets(
-                    container, v if header_frames <= 0 else None, a if pcm_audio else None
-                )
+                # demux (no decoding): count the video packets (the frame count when the header has none,
+                # a truncation check when it has one) and sum PCM bytes (the exact number of samples)
+                counted, audio_bytes = _count_packets(container, v, a if pcm_audio else None)
                 if pcm_audio:
                     block = a.codec_context.format.bytes * a.codec_context.layout.nb_channels
                     audio_samples = audio_bytes // block
@@ -237,6 +278,8 @@ def probe_clip(path: str | Path) -> ClipInfo:
         has_audio=a is not None,
         audio_sr=audio_sr,
         audio_samples=audio_samples,
+        header_frames=max(header_frames, 0),
+        stream_frames=counted,
     )
 
 
@@ -244,13 +287,16 @@ def _count_packets(container, video, audio) -> tuple[int, int]:
     """(number of non-empty packets of ``video``, total bytes of ``audio`` packets); either may be None."""
     streams = [st for st in (video, audio) if st is not None]
     n_video = audio_bytes = 0
-    for packet in container.demux(streams):
-        if packet.size == 0:  # flush packets carry no data
-            continue
-        if video is not None and packet.stream.index == video.index:
-            n_video += 1
-        else:
-            audio_bytes += packet.size
+    try:
+        for packet in container.demux(streams):
+            if packet.size == 0:  # flush packets carry no data
+                continue
+            if video is not None and packet.stream.index == video.index:
+                n_video += 1
+            else:
+                audio_bytes += packet.size
+    except _av().FFmpegError:  # a damaged tail: what came before it is what the file holds
+        pass
     return n_video, audio_bytes
 
 
@@ -268,14 +314,51 @@ def read_frames(path: str | Path, gray: bool = False) -> np.ndarray:
 
 
 def read_frames_and_fps(path: str | Path, gray: bool = False) -> tuple[np.ndarray, float]:
-    """:func:`read_frames` plus the stream's frame rate, from one opening of the file."""
+    """:func:`read_frames` plus the stream's frame rate, from one opening of the file (a truncated file gives
+    the frames it holds; :func:`read_video` says so)."""
+    v = read_video(path, gray=gray)
+    return v.frames, v.fps
+
+
+@dataclass
+class DecodedVideo:
+    """The frames of a clip and what went wrong decoding them (:func:`read_video`).
+
+    Attributes:
+        frames: ``(T, H, W, 3)`` uint8 RGB or ``(T, H, W)`` gray, every frame that decoded.
+        fps: the stream's frame rate.
+        header_frames: the frame count the container header states (0: none stated).
+        problem: None, or why the clip is ``truncated``: fewer frames decoded than the header states
+            (:func:`frames_missing`), or a decode error after some frames (the frames before it are kept).
+    """
+
+    frames: np.ndarray
+    fps: float
+    header_frames: int
+    problem: str | None = None
+
+    @property
+    def header_duration_s(self) -> float:
+        """The video's duration by its header (by the decoded frames when the header states none)."""
+        return (self.header_frames or len(self.frames)) / self.fps
+
+
+def read_video(path: str | Path, gray: bool = False) -> DecodedVideo:
+    """Decode every video frame and check the decode against the container header.
+
+    A decode error part-way keeps the frames decoded before it and sets ``problem``; so does a frame count
+    short of the header's (a file cut off). Raises DataFormatError for a missing or unreadable file, no
+    video stream or no frame decoded at all.
+    """
     av = _av()
     p = Path(path)
+    problem = None
     with _open(p) as container:
         if not container.streams.video:
             raise DataFormatError(p, "no video stream")
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        header_frames = max(int(stream.frames or 0), 0)
         stream.thread_type = "AUTO"
         if gray:
             import cv2
@@ -285,12 +368,16 @@ def read_frames_and_fps(path: str | Path, gray: bool = False) -> tuple[np.ndarra
                 f = frame.to_ndarray(format="rgb24")
                 rgb.append(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) if gray else f)
         except (av.FFmpegError, ValueError) as e:
-            raise DataFormatError(p, f"cannot decode video: {e}") from e
+            if not rgb:
+                raise DataFormatError(p, f"cannot decode video: {e}") from e
+            problem = f"decode error after {len(rgb)} frames: {e}"
     if not rgb:
         raise DataFormatError(p, "no video frame could be decoded")
     if not rate:
         raise DataFormatError(p, "video stream has no frame rate")
-    return np.stack(rgb), float(rate)
+    if problem is None and frames_missing(header_frames, len(rgb)):
+        problem = f"{len(rgb)} frames decoded, the header states {header_frames}"
+    return DecodedVideo(np.stack(rgb), float(rate), header_frames, problem)
 
 
 def read_audio(path: str | Path, sr: int = AUDIO_SR) -> np.ndarray:
