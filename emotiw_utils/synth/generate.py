@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import multiprocessing as mp
 import os
 import shutil
 import time
@@ -20,7 +19,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .. import paths
 from ..constants import (AFEW_FPS, AFEW_SPLITS, AUDIO_SR, EMOTIONS, FER2013_CLASS_COUNTS, FER_USAGES,
@@ -119,12 +117,9 @@ def _clip_task(args):
 
 
 def _pool_map(fn, tasks, workers: int, desc: str, progress: bool):
-    if workers <= 1:
-        return [fn(t) for t in tqdm(tasks, desc=desc, disable=not progress)]
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    with ctx.Pool(workers) as pool:
-        chunk = max(1, len(tasks) // (workers * 16))
-        return list(tqdm(pool.imap(fn, tasks, chunksize=chunk), total=len(tasks), desc=desc, disable=not progress))
+    from emotiw_utils.workers import process_map
+
+    return list(process_map(fn, tasks, max(1, workers), progress=progress, desc=desc, unit="item"))
 
 
 # ---- the three datasets ---------------------------------------------------------------------
