@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from emotiw_utils import faces
-from emotiw_utils.artifacts import save_npz_atomic
+from emotiw_utils.artifacts import atomic_write_json, read_json, save_npz_atomic
 from emotiw_utils.constants import AFEW_SPLITS, EMOTIONS, FER_USAGES, UNKNOWN_LABEL
 from emotiw_utils.datasets.afew import ClipRecord, load_clip, scan_afew
 from emotiw_utils.datasets.keypoints import read_keypoints, read_static_keypoints
@@ -28,15 +28,20 @@ from emotiw_utils.datasets.video import probe_clip
 from emotiw_utils.errors import DataFormatError
 
 __all__ = [
+    "AfewAligner",
     "AfewFaces",
     "KeypointSource",
     "StaticFaces",
     "afew_keypoints",
     "align_afew",
+    "align_clip",
     "build_static_faces",
+    "clip_noise",
     "detection_table",
     "fallback_keypoints",
     "fit_afew_alignment",
+    "load_alignments",
+    "save_alignments",
     "static_keypoints",
 ]
 
@@ -271,40 +276,108 @@ def fallback_keypoints(train_keypoints: Sequence[np.ndarray | None], frame_sizes
     return np.concatenate(rel).mean(0)
 
 
+@dataclass(frozen=True)
+class AfewAligner:
+    """Everything that aligns a clip's frames the way stage 01 aligned AFEW (persisted in its alignments file,
+    so that a finished run aligns a new clip exactly as it aligned Val and Test; paper 2.1.2 step 4).
+
+    Attributes:
+        alignment: AFEW's :class:`~emotiw_utils.faces.DatasetAlignment`, fitted on the Train clips.
+        fallback: ``(5, 2)`` mean keypoints of the Train frames with a face, as fractions of the frame's
+            width and height: where a clip without any face gets its face box (:func:`fallback_keypoints`).
+        box_scale: side of the face box in eye-to-mouth distances (:func:`emotiw_utils.faces.face_boxes`).
+    """
+
+    alignment: faces.DatasetAlignment
+    fallback: np.ndarray
+    box_scale: float = faces.AFEW_BOX_SCALE
+
+    def align(self, frames: np.ndarray, keypoints: np.ndarray | None,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, bool]:
+        """:func:`emotiw_utils.faces.align_frames` of one clip's ``(T, H, W)`` uint8 gray frames and their
+        ``(T, 5, 2)`` keypoints (NaN rows: no face; None: none at all); ``rng``: the noise of the border."""
+        h, w = frames.shape[1:3]
+        fb = self.fallback * np.array([w, h], dtype=np.float64)
+        return faces.align_frames(frames, keypoints, self.alignment, fb, rng, self.box_scale)
+
+    def to_dict(self) -> dict:
+        """JSON form of what :attr:`alignment` does not hold (it is stored with the other datasets')."""
+        return {"box_scale": float(self.box_scale), "fallback_keypoints": np.asarray(self.fallback).tolist()}
+
+    @classmethod
+    def from_dict(cls, alignment: faces.DatasetAlignment, d: dict) -> AfewAligner:
+        return cls(alignment, np.asarray(d["fallback_keypoints"], dtype=np.float64), float(d["box_scale"]))
+
+
+def save_alignments(path: str | Path, alignments: dict[str, faces.DatasetAlignment], afew: AfewAligner) -> Path:
+    """Write stage 01's alignment model as JSON: every dataset's alignment (``alignments``, FER2013's mean
+    shape the reference) and what else aligns an AFEW clip (``afew``; its alignment is ``alignments["AFEW"]``)."""
+    datasets = {**alignments, "AFEW": afew.alignment}
+    return atomic_write_json(path, {"datasets": {k: v.to_dict() for k, v in datasets.items()},
+                                    "afew": afew.to_dict()})
+
+
+def load_alignments(path: str | Path) -> tuple[dict[str, faces.DatasetAlignment], AfewAligner]:
+    """Read a :func:`save_alignments` file: (alignments by dataset name, the AFEW aligner).
+    FileNotFoundError if missing; DataFormatError if it is not such a file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no alignments file")
+    d = read_json(path)
+    try:
+        datasets = {k: faces.DatasetAlignment.from_dict(v) for k, v in d["datasets"].items()}
+        return datasets, AfewAligner.from_dict(datasets["AFEW"], d["afew"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise DataFormatError(path, f"not an alignments file of stage 01 ({type(e).__name__}: {e})") from e
+
+
+def clip_noise(seed: int, split: str, index: int) -> np.random.Generator:
+    """The noise stream of clip ``index`` (0-based, in :func:`~emotiw_utils.datasets.afew.scan_afew` order)
+    of ``split`` under ``seed`` (:func:`align_afew`; a split outside ``AFEW_SPLITS`` counts as 9)."""
+    split_idx = AFEW_SPLITS.index(split) if split in AFEW_SPLITS else 9
+    return np.random.default_rng([seed, 7, split_idx, index])
+
+
+def align_clip(record: ClipRecord, aligner: AfewAligner, rng: np.random.Generator,
+               device: str = "cpu") -> tuple[np.ndarray, np.ndarray, bool]:
+    """Aligned faces of one clip (a new video: ``ClipRecord(clip_id, split, label, path, keypoints_path)``)
+    with a finished run's ``aligner`` (:func:`load_alignments`): keypoints from the clip's sidecar or MTCNN
+    (:func:`afew_keypoints`), then :meth:`AfewAligner.align`. Returns (faces ``(T, 48, 48)`` uint8, ``(T,)``
+    frames with their own face, no face in the whole clip); DataFormatError if the clip cannot be read."""
+    (kps,), _ = afew_keypoints([record], device)
+    frames = load_clip(record, gray=True, audio=False).frames
+    return aligner.align(frames, kps, rng)
+
+
 _WORKER_STATE: dict = {}
 
 
-def _init_worker(alignment: dict, fallback_rel: np.ndarray, box_scale: float) -> None:
+def _init_worker(aligner: AfewAligner) -> None:
     import cv2
 
     cv2.setNumThreads(1)
-    _WORKER_STATE.update(alignment=faces.DatasetAlignment.from_dict(alignment), fallback=fallback_rel,
-                         box_scale=box_scale)
+    _WORKER_STATE.update(aligner=aligner)
 
 
 def _align_task(args):
-    rec, kps, seed, split_idx, index = args
+    rec, kps, seed, index = args
     try:
         frames = load_clip(rec, gray=True, audio=False).frames
     except DataFormatError as e:
         return None, str(e)
-    h, w = frames.shape[1:]
-    fb = _WORKER_STATE["fallback"] * np.array([w, h], dtype=np.float64)
-    out = faces.align_frames(frames, kps, _WORKER_STATE["alignment"], fb,
-                             np.random.default_rng([seed, 7, split_idx, index]), _WORKER_STATE["box_scale"])
-    return out, None
+    return _WORKER_STATE["aligner"].align(frames, kps, clip_noise(seed, rec.split, index)), None
 
 
 def align_afew(afew_dir: str | Path, fer_mean: np.ndarray, seed: int = 0, workers: int | None = None,
                device: str = "cpu", splits: Sequence[str] = AFEW_SPLITS, box_scale: float = faces.AFEW_BOX_SCALE,
-               progress: bool = False) -> tuple[dict[str, AfewFaces], faces.DatasetAlignment, dict]:
+               progress: bool = False) -> tuple[dict[str, AfewFaces], AfewAligner, dict]:
     """Align every frame of every AFEW clip onto FER2013 (paper 2.1.2; AFEW's transform from Train).
 
     Clips are processed in ``workers`` processes (default: all cores); every clip's noise stream is
-    ``default_rng([seed, 7, split, index])``, so the result does not depend on ``workers``.
+    :func:`clip_noise` ``(seed, split, index)``, so the result does not depend on ``workers``.
 
-    Returns (faces per split, AFEW's alignment, info: keypoint sources, unreadable clips).
-    Unreadable clips are skipped and listed in ``info["unreadable"]`` (with the error).
+    Returns (faces per split, the AFEW aligner: AFEW's alignment and fallback box, info: keypoint sources,
+    unreadable clips). Unreadable clips are skipped and listed in ``info["unreadable"]`` (with the error).
     """
     records = scan_afew(afew_dir, splits)
     if not any(r.split == "Train" for r in records):
@@ -312,18 +385,17 @@ def align_afew(afew_dir: str | Path, fer_mean: np.ndarray, seed: int = 0, worker
     kps, kp_counts = afew_keypoints(records, device, progress)
     train = [(r, k) for r, k in zip(records, kps) if r.split == "Train"]
     sizes = [(info.height, info.width) for info in (probe_clip(r.path) for r, _ in train)]
-    alignment = fit_afew_alignment([k for _, k in train], fer_mean, box_scale)
-    fallback_rel = fallback_keypoints([k for _, k in train], sizes)
+    aligner = AfewAligner(fit_afew_alignment([k for _, k in train], fer_mean, box_scale),
+                          fallback_keypoints([k for _, k in train], sizes), float(box_scale))
 
-    split_idx = {s: i for i, s in enumerate(AFEW_SPLITS)}
     per_split_index: dict[str, int] = {}
     tasks = []
     for r, k in zip(records, kps):
         i = per_split_index.get(r.split, 0)
         per_split_index[r.split] = i + 1
-        tasks.append((r, k, seed, split_idx.get(r.split, 9), i))
+        tasks.append((r, k, seed, i))
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
-    initargs = (alignment.to_dict(), fallback_rel, box_scale)
+    initargs = (aligner,)
     if workers == 1:
         _init_worker(*initargs)
         results = [_align_task(t) for t in tqdm(tasks, desc="aligning AFEW", disable=not progress)]
@@ -354,7 +426,7 @@ def align_afew(afew_dir: str | Path, fer_mean: np.ndarray, seed: int = 0, worker
             offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
             faces=np.concatenate(fs) if fs else np.zeros((0, faces.FACE_SIZE, faces.FACE_SIZE), np.uint8),
             has_face=np.concatenate(has) if has else np.zeros(0, bool), clip_no_face=np.array(nofa, dtype=bool))
-    return out, alignment, {"keypoints": kp_counts, "unreadable": unreadable}
+    return out, aligner, {"keypoints": kp_counts, "unreadable": unreadable}
 
 
 def detection_table(afew: dict[str, AfewFaces]):

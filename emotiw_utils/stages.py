@@ -145,7 +145,8 @@ ALIGNMENT = Stage(
     reads=(), artifacts={
         "static_faces": _a("static_faces.npz", "aligned, equalised FER2013 + TFD faces, labels, source, usage"),
         "afew_faces": _a("afew_faces_{split}.npz", "every frame's aligned face of every clip of a split"),
-        "alignments": _a("alignments.json", "mean shapes and the similarity transform of each dataset"),
+        "alignments": _a("alignments.json", "mean shapes and the similarity transform of each dataset, AFEW's "
+                                            "face-box scale and fallback box (aligned.load_alignments)"),
     }, models=("alignments",))
 CNN = Stage(
     "02_cnn", "notebooks/02_cnn.md", "Frame-level CNN trained on static faces (section 2.1.3)", "2.1.3",

@@ -7,6 +7,7 @@ import pytest
 
 from emotiw_utils import aligned, faces
 from emotiw_utils.datasets import afew, read_keypoints
+from emotiw_utils.errors import DataFormatError
 from emotiw_utils.synth import generate
 
 
@@ -39,9 +40,11 @@ def test_static_faces_from_sidecars(tiny_root, tmp_path):
 
 def test_align_afew_keeps_every_frame_and_counts_missing_faces(tiny_root, tmp_path):
     fer_mean = np.array([[16.8, 21.1], [31.1, 21.0], [24.0, 30.0], [17.7, 37.2], [30.4, 37.2]])
-    out, al, info = aligned.align_afew(tiny_root / "afew", fer_mean, seed=1, workers=2)
+    out, aligner, info = aligned.align_afew(tiny_root / "afew", fer_mean, seed=1, workers=2)
     assert info["keypoints"]["sidecar"] == 13 and not info["unreadable"]
-    assert al.name == "AFEW" and al.residual < 1.0
+    al = aligner.alignment
+    assert al.name == "AFEW" and al.residual < 1.0 and aligner.box_scale == faces.AFEW_BOX_SCALE
+    assert aligner.fallback.shape == (5, 2) and ((aligner.fallback > 0) & (aligner.fallback < 1)).all()
     records = afew.scan_afew(tiny_root / "afew")
     for split, n in (("Train", 6), ("Val", 4), ("Test", 3)):
         a = out[split]
@@ -65,3 +68,29 @@ def test_align_afew_keeps_every_frame_and_counts_missing_faces(tiny_root, tmp_pa
     back = aligned.AfewFaces.load(out["Val"].save(tmp_path / "v.npz"))
     assert back.split == "Val" and np.array_equal(back.faces, out["Val"].faces)
     np.testing.assert_array_equal(back.clip(1), out["Val"].clip(1))
+
+
+def test_persisted_alignments_align_a_clip_exactly_as_the_stage_did(tiny_root, tmp_path):
+    """What stage 01 persists (alignments file) is enough to align a new clip: re-aligning every Test clip
+    from the file alone (its keypoints sidecar, its frames, the loaded aligner) gives the stage's faces."""
+    st, als, _ = aligned.build_static_faces(tiny_root / "fer2013" / "fer2013.csv", None, seed=0)
+    out, aligner, _ = aligned.align_afew(tiny_root / "afew", als["FER2013"].mean_shape, seed=3, workers=1,
+                                         splits=("Train", "Test"))
+    path = aligned.save_alignments(tmp_path / "alignments.json", als, aligner)
+    datasets, loaded = aligned.load_alignments(path)
+    assert list(datasets) == ["FER2013", "AFEW"] and loaded.box_scale == aligner.box_scale
+    np.testing.assert_array_equal(loaded.alignment.transform, aligner.alignment.transform)
+    np.testing.assert_array_equal(loaded.fallback, aligner.fallback)
+    test = [r for r in afew.scan_afew(tiny_root / "afew") if r.split == "Test"]
+    for i, rec in enumerate(test):
+        faces_, has, no_face = aligned.align_clip(rec, loaded, aligned.clip_noise(3, "Test", i))
+        np.testing.assert_array_equal(faces_, out["Test"].clip(i))
+        np.testing.assert_array_equal(has, out["Test"].has_face[out["Test"].offsets[i]:out["Test"].offsets[i + 1]])
+        assert no_face == out["Test"].clip_no_face[i]
+    # A clip without any face gets the Train fallback box, scaled to its frame size.
+    frames = afew.load_clip(test[0], gray=True, audio=False).frames
+    f0, has0, none0 = loaded.align(frames, None, np.random.default_rng(0))
+    assert none0 and not has0.any() and f0.shape == (len(frames), 48, 48)
+    (tmp_path / "bad.json").write_text('{"datasets": {}}')
+    with pytest.raises(DataFormatError, match="not an alignments file"):
+        aligned.load_alignments(tmp_path / "bad.json")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emotiw_utils import artifacts, cnn, paths
+from emotiw_utils import artifacts, cnn, stages
 from emotiw_utils.aligned import AfewFaces
 from emotiw_utils.frame_features import load_frame_features
 
@@ -16,11 +16,11 @@ def run_dir(tmp_path):
     offsets = np.array([0, 3, 8])
     faces = AfewFaces("Val", np.array(["a", "b"]), np.array([2, -1]), offsets,
                       rng.integers(0, 255, (8, 48, 48), dtype=np.uint8), np.ones(8, bool), np.zeros(2, bool))
-    faces.save(artifacts.stage_dir(tmp_path, "01_alignment") / paths.afew_faces_name("Val"))
+    faces.save(stages.ALIGNMENT.path(tmp_path, "afew_faces", split="Val"))
     model = cnn.FrameCNN(cnn.CnnConfig(arch="cnn9x9"), seed=0)
-    cnn.save_cnn(artifacts.stage_dir(tmp_path, "02_cnn") / paths.CNN_CHECKPOINT, model)
+    cnn.save_cnn(stages.CNN.path(tmp_path, "cnn"), model)
     logits = cnn.predict_logits(model, faces.faces)
-    artifacts.save_npz_atomic(artifacts.stage_dir(tmp_path, "02_cnn") / paths.frame_logits_name("Val"),
+    artifacts.save_npz_atomic(stages.CNN.path(tmp_path, "frame_logits", split="Val"),
                               clip_ids=faces.clip_ids, labels=faces.labels, offsets=offsets, logits=logits)
     return tmp_path, faces, model
 
@@ -51,9 +51,9 @@ def test_clear_errors(run_dir, tmp_path_factory):
     with pytest.raises(ValueError, match="not a layer"):
         load_frame_features(root, "Val", "conv7")
     empty = tmp_path_factory.mktemp("empty")
-    with pytest.raises(FileNotFoundError, match="run stage 02_cnn"):
+    with pytest.raises(FileNotFoundError, match=f"run stage {stages.CNN.name}"):
         load_frame_features(empty, "Val", "logits")
-    with pytest.raises(FileNotFoundError, match="run stage 02_cnn"):
+    with pytest.raises(FileNotFoundError, match=f"run stage {stages.CNN.name}"):
         load_frame_features(empty, "Val", "conv2")
-    with pytest.raises(FileNotFoundError, match="run stage 01_alignment"):
+    with pytest.raises(FileNotFoundError, match=f"run stage {stages.ALIGNMENT.name}"):
         load_frame_features(root, "Train", "conv2")
