@@ -98,7 +98,7 @@ def _show(value: Any) -> str:
 
 
 def _data_label(params: Mapping[str, Any]) -> str:
-    from .pipeline import dataset_origins, describe_origins
+    from .datasets.origins import dataset_origins, describe_origins
 
     origins = dataset_origins(params.get("afew_dir"), params.get("fer2013_path"), params.get("tfd_path"))
     if not origins:
@@ -382,7 +382,7 @@ def write_headline(executed_dir: str | Path, chapters: Sequence[Mapping] | None 
     Read from the results stage's ``metrics.json`` (in the run folder its executed notebook names); every
     number of ours is computed there, the paper's come from :mod:`emotiw_utils.paper`.
     """
-    from .paper import FRAME_AVERAGING_VAL, FUSION_VAL, TABLE1, TABLE2
+    from .paper import FRAME_AVERAGING_VAL, FUSION_VAL, TABLE1, TABLE2, TABLE2_METHODS
 
     executed_dir = Path(executed_dir)
     chapters = book_chapters(executed_dir) if chapters is None else chapters
@@ -430,16 +430,11 @@ def write_headline(executed_dir: str | Path, chapters: Sequence[Mapping] | None 
                   "selected on.", ""]
     t2 = metrics.get("table2") or {}
     if t2:
-        try:
-            from .submissions import SUBMISSIONS
-        except Exception:  # noqa: BLE001 (the method names are a nicety)
-            SUBMISSIONS = {}  # noqa: N806
         lines += ["**Table 2: accuracy (%) of the seven submissions on Test**", "",
                   f"| submission | method (paper) | paper: test | ours ({data}): test |", "|---|---|---|---|"]
         for n, r in sorted(t2.items(), key=lambda kv: int(kv[0])):
-            sub = SUBMISSIONS.get(int(n))
             paper = TABLE2.get(int(n))
-            lines.append(f"| {n} | {getattr(sub, 'method', '–')} | "
+            lines.append(f"| {n} | {TABLE2_METHODS.get(int(n), '–')} | "
                          f"{'–' if paper is None else f'{100 * paper[2]:.1f}'} | {_pct(r.get('test'))[1]} |")
         lines += ["", f"Computed in {_doc(registry.SUBMISSIONS, 'chapter ' + registry.SUBMISSIONS.number)}.", ""]
     # the paper's findings, checked on this run

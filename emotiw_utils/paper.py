@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FRAME_AVERAGING_VAL", "FUSION_VAL", "PAPER_ROWS", "TABLE1", "TABLE2", "mean_std", "table1_frame"]
+__all__ = ["FRAME_AVERAGING_VAL", "FUSION_VAL", "PAPER_ROWS", "TABLE1", "TABLE2", "TABLE2_METHODS", "mean_std",
+           "table1_frame"]
 
 #: Table 1, "Training and Validation Accuracies for All Modalities (Training on Train partition)":
 #: model -> (training accuracy, validation accuracy). "Frame averaging" is not a row of Table 1: its
@@ -41,6 +42,16 @@ TABLE2: dict[int, tuple[float | None, float | None, float]] = {
     5: (0.52742, 0.68463, 0.47680),
     6: (None, None, 0.52875),
     7: (None, None, 0.49907),
+}
+#: Table 2's method column, in the paper's words (:data:`emotiw_utils.submissions.SUBMISSIONS` runs them).
+TABLE2_METHODS: dict[int, str] = {
+    1: "Training on Train, Validation on Valid",
+    2: "Training on Train, Validation on Valid, stable fusion",
+    3: "Training on Train+Val, hyperparams from submission 2, stable fusion",
+    4: "Training on Val, Validation on Train",
+    5: "Training on Val, Validation on Train, stable fusion",
+    6: "Training on Train+Val, hyperparams from submission 4",
+    7: "Random Search over combinations of submission 3 and 6 on Train+Val",
 }
 
 

@@ -162,29 +162,6 @@ def resolve_data(profile: str, seed: int, data: DataPaths | None = None, workers
     return data.resolved()
 
 
-def dataset_origins(afew_dir: str | Path | None, fer2013_path: str | Path | None,
-                    tfd_path: str | Path | None) -> dict[str, str]:
-    """``{"AFEW": "synthetic" | "real", "FER2013": ..., "TFD": ...}`` (TFD left out when None): a dataset is
-    synthetic when it lies inside a generated dataset root (one holding ``generation.json``). The
-    chapters label every result with it, also in runs that mix real and synthetic datasets."""
-    out = {}
-    for name, p in (("AFEW", afew_dir), ("FER2013", fer2013_path), ("TFD", tfd_path)):
-        if p is None:
-            continue
-        p = Path(p).resolve()
-        out[name] = "synthetic" if any((d / paths.SYNTH_INFO).is_file() for d in list(p.parents)[:3]) else "real"
-    return out
-
-
-def describe_origins(origins: Mapping[str, str]) -> str:
-    """``"synthetic"``, ``"real"``, or e.g. ``"real FER2013, synthetic AFEW"`` for a mixed run."""
-    kinds = set(origins.values())
-    if len(kinds) == 1:
-        return kinds.pop()
-    return ", ".join(f"{kind} {' and '.join(n for n, k in origins.items() if k == kind)}"
-                     for kind in ("real", "synthetic") if kind in kinds)
-
-
 # ---- results, failures ------------------------------------------------------------------------
 
 @dataclass

@@ -94,7 +94,7 @@ def open_stage(stage: str, *, profile: str, run_dir: str | Path, seed: int, devi
 
     from . import artifacts
     from .device import seed_everything
-    from .pipeline import dataset_origins, describe_origins
+    from .datasets.origins import dataset_origins, describe_origins
 
     st = stages.get(stage)
     if int(n_seeds) < 1:

@@ -33,6 +33,7 @@ import numpy as np
 
 from . import artifacts, records, stages
 from .constants import AFEW_SPLITS
+from .paper import TABLE2_METHODS
 
 __all__ = ["CHAIN", "MODEL_STAGES", "SHARED_STAGES", "SUBMISSIONS", "Submission", "chain_overrides", "check_selection",
            "combine", "combine_splits", "final_dir", "final_path", "final_probs", "prepare_submission",
@@ -81,7 +82,7 @@ def _chosen(stage: str) -> dict[str, Callable[[Any], Any]]:
 
 @dataclass(frozen=True)
 class Submission:
-    """One row of Table 2. ``method``: the paper's wording. ``train_splits``/``select_split``: the partition
+    """One row of Table 2. ``method``: the paper's wording (:data:`emotiw_utils.paper.TABLE2_METHODS`). ``train_splits``/``select_split``: the partition
     of stages 03-08. ``fusion_regime``: the fusion network's training regime fed to the random search.
     ``retrain_of``: retrain on Train+Val with that submission's hyperparameters, epochs and fusion weights.
     ``same_models_as``: reuse that submission's stages 03-07. ``combine``: submission 7's inputs."""
@@ -114,17 +115,13 @@ class Submission:
 
 #: Table 2's seven submissions (methods quoted from the paper).
 SUBMISSIONS: dict[int, Submission] = {s.number: s for s in (
-    Submission(1, "Training on Train, Validation on Valid", ("Train",), "Val", "original"),
-    Submission(2, "Training on Train, Validation on Valid, stable fusion", ("Train",), "Val", "stable",
-               same_models_as=1),
-    Submission(3, "Training on Train+Val, hyperparams from submission 2, stable fusion", ("Train", "Val"), None,
-               "stable", retrain_of=2),
-    Submission(4, "Training on Val, Validation on Train", ("Val",), "Train", "original"),
-    Submission(5, "Training on Val, Validation on Train, stable fusion", ("Val",), "Train", "stable",
-               same_models_as=4),
-    Submission(6, "Training on Train+Val, hyperparams from submission 4", ("Train", "Val"), None, "original",
-               retrain_of=4),
-    Submission(7, "Random Search over combinations of submission 3 and 6 on Train+Val", combine=(3, 6)),
+    Submission(1, TABLE2_METHODS[1], ("Train",), "Val", "original"),
+    Submission(2, TABLE2_METHODS[2], ("Train",), "Val", "stable", same_models_as=1),
+    Submission(3, TABLE2_METHODS[3], ("Train", "Val"), None, "stable", retrain_of=2),
+    Submission(4, TABLE2_METHODS[4], ("Val",), "Train", "original"),
+    Submission(5, TABLE2_METHODS[5], ("Val",), "Train", "stable", same_models_as=4),
+    Submission(6, TABLE2_METHODS[6], ("Train", "Val"), None, "original", retrain_of=4),
+    Submission(7, TABLE2_METHODS[7], combine=(3, 6)),
 )}
 
 

@@ -15,6 +15,7 @@ import nbformat
 import pytest
 
 from emotiw_utils import artifacts, paths, pipeline, stages
+from emotiw_utils.datasets.origins import dataset_origins, describe_origins
 
 HEADER = """---
 jupytext:
@@ -372,11 +373,11 @@ def test_real_datasets_replace_synthetic_ones_and_origins_tell_them_apart(tmp_pa
     mixed = pipeline.resolve_data("smoke", 0, base, replace={"fer2013": real_fer})
     assert mixed.fer2013 == real_fer.resolve() and mixed.afew == (root / "afew").resolve()
     assert mixed.tfd is None and not mixed.synthetic  # synthetic TFD never joins real FER2013
-    origins = pipeline.dataset_origins(mixed.afew, mixed.fer2013, mixed.tfd)
+    origins = dataset_origins(mixed.afew, mixed.fer2013, mixed.tfd)
     assert origins == {"AFEW": "synthetic", "FER2013": "real"}
-    assert pipeline.describe_origins(origins) == "real FER2013, synthetic AFEW"
-    both = pipeline.dataset_origins(base.afew, base.fer2013, base.tfd)
-    assert pipeline.describe_origins(both) == "synthetic" and both["TFD"] == "synthetic"
+    assert describe_origins(origins) == "real FER2013, synthetic AFEW"
+    both = dataset_origins(base.afew, base.fer2013, base.tfd)
+    assert describe_origins(both) == "synthetic" and both["TFD"] == "synthetic"
     kept = pipeline.resolve_data("smoke", 0, base, replace={"afew": root / "afew"})
     assert kept.tfd == (root / "tfd" / "TFD_48x48.mat").resolve()
     with pytest.raises(ValueError, match="unknown dataset"):

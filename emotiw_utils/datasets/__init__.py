@@ -5,6 +5,7 @@
 * :mod:`~emotiw_utils.datasets.video` - AVI clips with audio (PyAV);
 * :mod:`~emotiw_utils.datasets.afew` - the AFEW 5.0 folder tree, clip loading, decode reports;
 * :mod:`~emotiw_utils.datasets.keypoints` - keypoint sidecars of clips and static-image files.
+* :mod:`~emotiw_utils.datasets.origins` - which datasets of a run are synthetic and which real.
 
 Bad input raises :class:`~emotiw_utils.errors.DataFormatError` naming the file and the problem.
 Importing this package loads numpy only; PyAV, OpenCV, SciPy and pandas are imported when used.
