@@ -115,10 +115,10 @@ class RunModels:
         FileNotFoundError naming the stage to run when a model is missing; DataFormatError for a file that is
         not what its stage writes."""
         from . import activity_features, aligned, artifacts, audio, cnn, fusion, irnn, kavg, records
-        from .device import resolve_device
+        from .device import torch_device
         from .errors import DataFormatError
 
-        device = resolve_device(device) if device in ("auto", "cpu", "cuda") else str(device)
+        device = str(torch_device(device))
         run_dir = Path(run_dir)
         mdir = model_dir(run_dir, submission)
         manifest = artifacts.read_manifest(stages.ALIGNMENT.dir(mdir))
