@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from . import paths
+from . import paths, stages
 from .atomic import atomic_path
 from .constants import NUM_CLASSES, UNKNOWN_LABEL
 
@@ -138,12 +138,12 @@ def stage_dir(run_dir: str | Path, stage: str) -> Path:
 
 def write_metrics(stage_dir: str | Path, metrics: Mapping[str, Any]) -> Path:
     """Write ``metrics.json`` of a stage (numpy values allowed)."""
-    return atomic_write_json(Path(stage_dir) / paths.METRICS, dict(metrics))
+    return atomic_write_json(Path(stage_dir) / stages.METRICS, dict(metrics))
 
 
 def read_metrics(stage_dir: str | Path) -> dict:
     """Read ``metrics.json`` of a stage; FileNotFoundError naming the file when the stage did not write one."""
-    p = Path(stage_dir) / paths.METRICS
+    p = Path(stage_dir) / stages.METRICS
     if not p.exists():
         raise FileNotFoundError(f"{p}: no metrics; has stage {Path(stage_dir).name} run?")
     return read_json(p)
@@ -208,13 +208,13 @@ def write_manifest(stage_dir: str | Path, *, stage: str, parameters: Mapping[str
         "finished": finished,
     }
     manifest.update(extra)
-    atomic_write_json(Path(stage_dir) / paths.MANIFEST, manifest)
+    atomic_write_json(Path(stage_dir) / stages.MANIFEST, manifest)
     return to_jsonable(manifest)
 
 
 def read_manifest(stage_dir: str | Path) -> dict | None:
     """Read ``manifest.json`` of a stage; ``None`` if the stage has none, ValueError if it is corrupt."""
-    p = Path(stage_dir) / paths.MANIFEST
+    p = Path(stage_dir) / stages.MANIFEST
     if not p.exists():
         return None
     m = read_json(p)

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from emotiw_utils import artifacts, paths
+from emotiw_utils import artifacts, stages
 
 
 def _probs(n: int, seed: int = 0) -> np.ndarray:
@@ -82,7 +82,7 @@ def test_git_commit_outside_repo_is_none(tmp_path):
 
 
 def test_clip_probs_roundtrip(tmp_path):
-    p = tmp_path / paths.clip_probs_name("Val")
+    p = tmp_path / stages.IRNN.file("clip_probs", split="Val")
     ids = [f"clip{i:03d}" for i in range(5)]
     probs = _probs(5)
     labels = [0, 6, -1, 3, 2]
@@ -150,7 +150,7 @@ def test_clip_probs_tolerance_and_load_errors(tmp_path):
 
 
 def test_fusion_features(tmp_path):
-    p = tmp_path / paths.fusion_features_name("Val")
+    p = tmp_path / stages.IRNN.file("fusion_features", split="Val")
     ids = ["a", "b", "c"]
     artifacts.save_fusion_features(p, ids, rnn=np.ones((3, 200), np.float32), kavg=np.zeros((3, 105)),
                                    audio=np.arange(30.0).reshape(3, 10))

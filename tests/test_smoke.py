@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 
-from emotiw_utils import artifacts, paths, pipeline
+from emotiw_utils import artifacts, pipeline, stages
 
 pytestmark = pytest.mark.slow
 
@@ -26,13 +26,13 @@ def test_every_existing_stage_ran(smoke):
     assert names == [s.name for s in pipeline.available_stages()]
     assert all(r.status == "ran" for r in smoke["results"])
     for name in names:
-        manifest = json.loads((smoke["run"] / name / paths.MANIFEST).read_text())
+        manifest = json.loads((smoke["run"] / name / stages.MANIFEST).read_text())
         assert manifest["status"] == "ok" and manifest["parameters"]["profile"] == "smoke"
-        assert (smoke["run"] / name / paths.METRICS).is_file()
+        assert (smoke["run"] / name / stages.METRICS).is_file()
 
 
 def test_data_chapter_metrics(smoke):
-    m = json.loads((smoke["run"] / "00_datasets" / paths.METRICS).read_text())
+    m = json.loads((smoke["run"] / "00_datasets" / stages.METRICS).read_text())
     assert m["data"] == "synthetic"
     assert m["fer2013_images"] == 2000 and m["tfd_labelled"] == 280
     assert m["afew_clips"] == {"Train": 35, "Val": 21, "Test": 14}
@@ -56,23 +56,23 @@ def test_alignment_and_cnn_artifacts(smoke):
     from emotiw_utils.aligned import AfewFaces, StaticFaces
 
     run = smoke["run"]
-    m01 = json.loads((run / "01_alignment" / paths.METRICS).read_text())
+    m01 = json.loads((run / "01_alignment" / stages.METRICS).read_text())
     assert m01["keypoint_sources"]["FER2013"].startswith("sidecar")
-    static = StaticFaces.load(run / "01_alignment" / paths.STATIC_FACES)
+    static = StaticFaces.load(stages.ALIGNMENT.path(run, "static_faces"))
     assert len(static) == 2000 + 280 and static.images.shape[1:] == (48, 48)
-    model = cnn.load_cnn(run / "02_cnn" / paths.CNN_CHECKPOINT)
+    model = cnn.load_cnn(stages.CNN.path(run, "cnn"))
     for split, n_clips in (("Train", 35), ("Val", 21), ("Test", 14)):
-        faces = AfewFaces.load(run / "01_alignment" / paths.afew_faces_name(split))
+        faces = AfewFaces.load(stages.ALIGNMENT.path(run, "afew_faces", split=split))
         assert len(faces) == n_clips and len(faces.faces) == m01["afew_frames"][split]
-        with np.load(run / "02_cnn" / paths.frame_logits_name(split)) as z:
+        with np.load(stages.CNN.path(run, "frame_logits", split=split)) as z:
             assert z["logits"].shape == (len(faces.faces), 7)
             np.testing.assert_array_equal(z["offsets"], faces.offsets)
             assert list(z["clip_ids"]) == list(faces.clip_ids)
     # the saved model reproduces the stored logits of the first Val clip
-    val = AfewFaces.load(run / "01_alignment" / paths.afew_faces_name("Val"))
-    with np.load(run / "02_cnn" / paths.frame_logits_name("Val")) as z:
+    val = AfewFaces.load(stages.ALIGNMENT.path(run, "afew_faces", split="Val"))
+    with np.load(stages.CNN.path(run, "frame_logits", split="Val")) as z:
         np.testing.assert_allclose(cnn.predict_logits(model, val.clip(0)), z["logits"][: val.lengths[0]], atol=1e-4)
-    m02 = json.loads((run / "02_cnn" / paths.METRICS).read_text())
+    m02 = json.loads((run / "02_cnn" / stages.METRICS).read_text())
     assert set(m02["regimes"]) == {"afew", "holdout"} and 0 <= m02["fer_test_accuracy"]["PrivateTest"] <= 1
 
 
@@ -84,18 +84,18 @@ def test_clip_level_vision_artifacts(smoke):
     for split, n_clips in (("Train", 35), ("Val", 21), ("Test", 14)):
         ids = {}
         for stage, block, dim in (("03_irnn", "rnn", 200), ("04_kavg_svm", "kavg", 105)):
-            clip_ids, probs, labels = artifacts.load_clip_probs(run / stage / paths.clip_probs_name(split))
+            clip_ids, probs, labels = artifacts.load_clip_probs(run / stage / stages.CLIP_PROBS.name(split=split))
             assert probs.shape == (n_clips, 7)
-            fids, feats = artifacts.load_fusion_features(run / stage / paths.fusion_features_name(split))
+            fids, feats = artifacts.load_fusion_features(run / stage / stages.FUSION_FEATURES.name(split=split))
             assert list(fids) == list(clip_ids) and feats[block].shape == (n_clips, dim)
             ids[stage] = list(clip_ids)
         assert ids["03_irnn"] == ids["04_kavg_svm"]
-        artifacts.load_clip_probs(run / "04_kavg_svm" / paths.clip_probs_name(split, "frame_average"))
-    ck = irnn.load_irnn(run / "03_irnn" / paths.IRNN_CHECKPOINT)
+        artifacts.load_clip_probs(run / "04_kavg_svm" / stages.KAVG.file("frame_average", split=split))
+    ck = irnn.load_irnn(stages.IRNN.path(run, "irnn"))
     assert ck.model.hidden == 200 and ck.extra["feature_layer"] == "logits"
-    m03 = json.loads((run / "03_irnn" / paths.METRICS).read_text())
+    m03 = json.loads((run / "03_irnn" / stages.METRICS).read_text())
     assert len(m03["table1"]["RNN"]["val"]) == 2 and [r["layer"] for r in m03["layer_comparison"]][1:] == ["conv2"]
-    m04 = json.loads((run / "04_kavg_svm" / paths.METRICS).read_text())
+    m04 = json.loads((run / "04_kavg_svm" / stages.METRICS).read_text())
     assert set(m04["table1"]) == {"Aggregated CNN", "Frame averaging"}
     assert all(0 <= v <= 1 for v in m04["table1"]["Aggregated CNN"]["val"])
     page = (smoke["site"] / "_build" / "html" / "book" / "executed" / "04_kavg_svm.html").read_text()
@@ -108,14 +108,14 @@ def test_audio_and_activity_artifacts(smoke):
 
     run = smoke["run"]
     for split, n_clips in (("Train", 35), ("Val", 21), ("Test", 14)):
-        ids5, probs5, _ = artifacts.load_clip_probs(run / "05_audio" / paths.clip_probs_name(split))
-        ids6, probs6, _ = artifacts.load_clip_probs(run / "06_activity_sae" / paths.clip_probs_name(split))
+        ids5, probs5, _ = artifacts.load_clip_probs(run / "05_audio" / stages.CLIP_PROBS.name(split=split))
+        ids6, probs6, _ = artifacts.load_clip_probs(run / "06_activity_sae" / stages.CLIP_PROBS.name(split=split))
         assert probs5.shape == probs6.shape == (n_clips, 7) and list(ids5) == list(ids6)
-        fids, feats = artifacts.load_fusion_features(run / "05_audio" / paths.fusion_features_name(split))
+        fids, feats = artifacts.load_fusion_features(run / "05_audio" / stages.FUSION_FEATURES.name(split=split))
         assert list(fids) == list(ids5) and feats["audio"].shape == (n_clips, 10)
-        assert not (run / "06_activity_sae" / paths.fusion_features_name(split)).exists()
-    m5 = json.loads((run / "05_audio" / paths.METRICS).read_text())
-    m6 = json.loads((run / "06_activity_sae" / paths.METRICS).read_text())
+        assert not (run / "06_activity_sae" / stages.FUSION_FEATURES.name(split=split)).exists()
+    m5 = json.loads((run / "05_audio" / stages.METRICS).read_text())
+    m6 = json.loads((run / "06_activity_sae" / stages.METRICS).read_text())
     assert set(m5["missing"]) == {"Train", "Val", "Test"} and len(m5["table1"]["Audio"]["val"]) == 2
     assert m6["sae"]["loss_last"] < m6["sae"]["loss_first"] and m6["sae"]["n_hidden"] == 64
     page = (smoke["site"] / "_build" / "html" / "book" / "executed" / "06_activity_sae.html").read_text()
