@@ -10,8 +10,6 @@ all) and saves/loads the stage's artifacts.
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from emotiw_utils.datasets.afew import ClipRecord, load_clip, scan_afew
 from emotiw_utils.datasets.keypoints import read_keypoints, read_static_keypoints
 from emotiw_utils.datasets.video import probe_clip
 from emotiw_utils.errors import DataFormatError
+from emotiw_utils.workers import process_map
 
 __all__ = [
     "AfewAligner",
@@ -362,10 +361,19 @@ def _init_worker(aligner: AfewAligner) -> None:
 def _align_task(args):
     rec, kps, seed, index = args
     try:
-        frames = load_clip(rec, gray=True, audio=False).frames
+        clip = load_clip(rec, gray=True, audio=False)
     except DataFormatError as e:
-        return None, str(e)
-    return _WORKER_STATE["aligner"].align(frames, kps, clip_noise(seed, rec.split, index)), None
+        return None, str(e), []
+    return _WORKER_STATE["aligner"].align(clip.frames, kps, clip_noise(seed, rec.split, index)), None, clip.problems
+
+
+def _frame_size(record: ClipRecord) -> tuple[int, int] | None:
+    """``(height, width)`` of a clip's frames from its container, None when it cannot be read."""
+    try:
+        info = probe_clip(record.path)
+    except DataFormatError:
+        return None
+    return info.height, info.width
 
 
 def align_afew(afew_dir: str | Path, fer_mean: np.ndarray, seed: int = 0, workers: int | None = None,
@@ -377,16 +385,18 @@ def align_afew(afew_dir: str | Path, fer_mean: np.ndarray, seed: int = 0, worker
     :func:`clip_noise` ``(seed, split, index)``, so the result does not depend on ``workers``.
 
     Returns (faces per split, the AFEW aligner: AFEW's alignment and fallback box, info: keypoint sources,
-    unreadable clips). Unreadable clips are skipped and listed in ``info["unreadable"]`` (with the error).
+    unreadable clips). Unreadable clips are skipped and listed in ``info["unreadable"]`` (with the error);
+    ``info["statuses"]`` gives every clip of every split its status under the clip policy
+    (:mod:`emotiw_utils.clip_policy`: ``ok``, ``unreadable``, ``truncated`` or ``no_face``), in dataset order.
     """
     records = scan_afew(afew_dir, splits)
     if not any(r.split == "Train" for r in records):
         raise DataFormatError(Path(afew_dir), "no Train clips: AFEW's transform is inferred on Train")
     kps, kp_counts = afew_keypoints(records, device, progress)
     train = [(r, k) for r, k in zip(records, kps) if r.split == "Train"]
-    sizes = [(info.height, info.width) for info in (probe_clip(r.path) for r, _ in train)]
+    sized = [(k, size) for (r, k), size in zip(train, (_frame_size(r) for r, _ in train)) if size is not None]
     aligner = AfewAligner(fit_afew_alignment([k for _, k in train], fer_mean, box_scale),
-                          fallback_keypoints([k for _, k in train], sizes), float(box_scale))
+                          fallback_keypoints([k for k, _ in sized], [size for _, size in sized]), float(box_scale))
 
     per_split_index: dict[str, int] = {}
     tasks = []
@@ -394,27 +404,24 @@ def align_afew(afew_dir: str | Path, fer_mean: np.ndarray, seed: int = 0, worker
         i = per_split_index.get(r.split, 0)
         per_split_index[r.split] = i + 1
         tasks.append((r, k, seed, i))
-    workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
-    initargs = (aligner,)
-    if workers == 1:
-        _init_worker(*initargs)
-        results = [_align_task(t) for t in tqdm(tasks, desc="aligning AFEW", disable=not progress)]
-    else:
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-        with ctx.Pool(workers, initializer=_init_worker, initargs=initargs) as pool:
-            it = pool.imap(_align_task, tasks, chunksize=max(1, len(tasks) // (workers * 16)))
-            results = list(tqdm(it, total=len(tasks), desc="aligning AFEW", disable=not progress))
+    results = list(process_map(_align_task, tasks, workers, names=[str(t[0].path) for t in tasks],
+                               initializer=_init_worker, initargs=(aligner,), progress=progress,
+                               desc="aligning AFEW"))
 
     out: dict[str, AfewFaces] = {}
-    unreadable = []
+    unreadable, statuses = [], {}
     for split in splits:
         ids, labels, fs, has, nofa = [], [], [], [], []
-        for r, (res, err) in zip(records, results):
+        status = statuses.setdefault(split, {})
+        for r, (res, err, problems) in zip(records, results):
             if r.split != split:
                 continue
             if res is None:
                 unreadable.append({"split": split, "clip": r.clip_id, "error": err})
+                status[r.clip_id] = "unreadable"
                 continue
+            video_problems = [kind for kind, _ in problems if kind == "truncated"]
+            status[r.clip_id] = video_problems[0] if video_problems else "no_face" if res[2] else "ok"
             ids.append(r.clip_id)
             labels.append(r.label if r.label is not None else UNKNOWN_LABEL)
             fs.append(res[0])
@@ -426,7 +433,7 @@ def align_afew(afew_dir: str | Path, fer_mean: np.ndarray, seed: int = 0, worker
             offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
             faces=np.concatenate(fs) if fs else np.zeros((0, faces.FACE_SIZE, faces.FACE_SIZE), np.uint8),
             has_face=np.concatenate(has) if has else np.zeros(0, bool), clip_no_face=np.array(nofa, dtype=bool))
-    return out, aligner, {"keypoints": kp_counts, "unreadable": unreadable}
+    return out, aligner, {"keypoints": kp_counts, "unreadable": unreadable, "statuses": statuses}
 
 
 def detection_table(afew: dict[str, AfewFaces]):

@@ -621,4 +621,7 @@ def reapply(run_dir: str | Path, split: str, device: Any = "cpu") -> np.ndarray:
     if layer is None:
         raise DataFormatError(path, "the checkpoint does not say which CNN layer the network reads "
                                     "(extra.feature_layer)")
-    return predict_frames(checkpoint, load_frame_features(run_dir, split, layer, device=device), device=device)
+    from emotiw_utils.clip_policy import refill
+
+    frames = load_frame_features(run_dir, split, layer, device=device)
+    return refill(run_dir, stages.IRNN, split, frames.clip_ids, predict_frames(checkpoint, frames, device=device))

@@ -196,5 +196,8 @@ def reapply(run_dir: Any, split: str) -> np.ndarray:
     from emotiw_utils.frame_features import load_frame_features
 
     k = records.read(run_dir, stages.KAVG).k
+    from emotiw_utils.clip_policy import refill
+
     frames = load_frame_features(run_dir, split, "logits")
-    return predict_clips(load_svm(run_dir), frames.features, frames.offsets, k)
+    return refill(run_dir, stages.KAVG, split, frames.clip_ids,
+                  predict_clips(load_svm(run_dir), frames.features, frames.offsets, k))
