@@ -8,7 +8,8 @@ INTERSPEECH 2010 Paralinguistic Challenge set (``opensmile.FeatureSet.IS10``, fu
 
 * :func:`is10_functionals` / :func:`extract_paths`: 16 kHz mono audio (decoded with PyAV) -> ``(1582,)``
   per clip, in parallel over processes, each with one ``opensmile.Smile``.
-* A clip without an audio stream, with a silent or too-short track, or whose audio cannot be decoded is
+* A clip without an audio stream, with a silent or too-short track, a track that ends well before the video
+  (a file cut off: ``"truncated"``), or whose audio cannot be decoded is
   **missing**: its feature row is NaN and its status says why (:data:`STATUSES`). Missing clips are left out
   of every fit; the classifier gives them the training class prior (:func:`predict_with_prior`) and the
   fusion network zeros (the whitened mean), so nothing downstream sees a NaN.
@@ -26,7 +27,6 @@ opensmile and scikit-learn are imported inside the functions: importing this mod
 from __future__ import annotations
 
 import hashlib
-import multiprocessing as mp
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +38,7 @@ from sklearn.decomposition import PCA
 
 from emotiw_utils import stages
 from emotiw_utils.artifacts import load_clip_probs, save_npz_atomic
+from emotiw_utils.clip_policy import class_prior  # the fallback of the clip policy (re-exported)
 from emotiw_utils.constants import AUDIO_SR, NUM_CLASSES, UNKNOWN_LABEL
 from emotiw_utils.svm import calibrated_fit
 
@@ -53,7 +54,7 @@ SILENCE_RMS: float = 1e-4
 #: A track shorter than this (seconds) is too short for openSMILE's 60 ms analysis frames and deltas.
 MIN_SECONDS: float = 0.1
 #: Per-clip extraction outcomes; every one but ``"ok"`` marks the clip's features as missing.
-STATUSES: tuple[str, ...] = ("ok", "no audio", "silent", "too short", "unreadable", "failed")
+STATUSES: tuple[str, ...] = ("ok", "no audio", "silent", "too short", "truncated", "unreadable", "failed")
 
 _SMILE = None
 
@@ -95,6 +96,8 @@ def _extract_one(path: str) -> tuple[str, np.ndarray | None, float]:
         return "no audio", None, 0.0
     except (DataFormatError, OSError):
         return "unreadable", None, 0.0
+    if _audio_ends_early(path, len(x) / AUDIO_SR):
+        return "truncated", None, len(x) / AUDIO_SR
     status, f = signal_features(x)
     return status, f, len(x) / AUDIO_SR
 
@@ -113,6 +116,20 @@ def signal_features(signal: np.ndarray, sr: int = AUDIO_SR) -> tuple[str, np.nda
     if f.shape != (IS10_DIM,) or not np.isfinite(f).all():
         return "failed", None
     return "ok", f
+
+
+def _audio_ends_early(path: str, seconds: float) -> bool:
+    """Whether a video's audio track (``seconds`` long, decoded) ends well before its video does (a file cut
+    off, :func:`emotiw_utils.datasets.video.audio_short`): its status is ``"truncated"``, never ``"ok"``.
+    False for a file without video (an audio file)."""
+    from emotiw_utils.datasets.video import audio_short, probe_clip
+    from emotiw_utils.errors import DataFormatError
+
+    try:
+        info = probe_clip(path)
+    except DataFormatError:
+        return False
+    return audio_short(seconds, info.duration_s)
 
 
 def _init_worker() -> None:
@@ -142,28 +159,14 @@ def extract_paths(paths: Sequence[str | Path], workers: int = 0, progress: bool 
     feats = np.full((n, IS10_DIM), np.nan, dtype=np.float32)
     status = np.empty(n, dtype=object)
     seconds = np.zeros(n, dtype=np.float64)
-    workers = int(workers) or (os.cpu_count() or 1)
-    workers = max(1, min(workers, n))
-    if progress:
-        from tqdm import tqdm
-    if workers == 1:
-        it = map(_extract_one, paths)
-        pool = None
-    else:
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-        pool = ctx.Pool(workers, initializer=_init_worker)
-        it = pool.imap(_extract_one, paths, chunksize=max(1, n // (workers * 16)))
-    try:
-        if progress:
-            it = tqdm(it, total=n, desc=desc, unit="clip")
-        for i, (st, f, sec) in enumerate(it):
-            status[i], seconds[i] = st, sec
-            if f is not None:
-                feats[i] = f
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
+    from emotiw_utils.workers import process_map
+
+    it = process_map(_extract_one, paths, workers, names=paths, initializer=_init_worker if workers != 1 else None,
+                     progress=progress, desc=desc)
+    for i, (st, f, sec) in enumerate(it):
+        status[i], seconds[i] = st, sec
+        if f is not None:
+            feats[i] = f
     return feats, status.astype(str), seconds
 
 
@@ -229,15 +232,6 @@ class AudioFeatures:
 
 
 # ----------------------------------------------------------------------------- classifier
-
-
-def class_prior(labels: Any, n_classes: int = NUM_CLASSES) -> np.ndarray:
-    """``(n_classes,)`` class frequencies of the labelled (``!= -1``) entries of ``labels``."""
-    y = np.asarray(labels).astype(np.int64)
-    y = y[y != UNKNOWN_LABEL]
-    if y.size == 0:
-        raise ValueError("no labelled clip to take a class prior from")
-    return np.bincount(y, minlength=n_classes).astype(np.float64) / y.size
 
 
 class CappedPCA(PCA):

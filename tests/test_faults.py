@@ -1,0 +1,430 @@
+"""Fault injection: bad, odd and real clips through the readers, the clip policy and the clip-level stages.
+
+A tiny SynthAFEW tree gets one fault per clip (zero bytes, a text file named .avi, a file cut to 30 % of its
+bytes, no audio track, one frame, an all-black clip without a face, a unicode name, a misspelt extra split
+folder); each test checks the counts reported and that every split keeps every clip, in the same order, in
+every stage's outputs. Clips written here with PyAV in other containers and codecs, and the real CREMA-D
+clips of ``../shared/data/cremad_sample`` (skipped when absent), go through probe, decode and audio.
+"""
+
+from __future__ import annotations
+
+import fractions
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emotiw_utils import activity, aligned, audio, clip_policy
+from emotiw_utils.activity_features import ActivityFeatures, ActivitySettings, split_paths
+from emotiw_utils.constants import AFEW_SPLITS, NUM_CLASSES
+from emotiw_utils.datasets import afew
+from emotiw_utils.datasets.keypoints import read_keypoints, write_keypoints
+from emotiw_utils.datasets.video import probe_clip, read_audio, read_frames, read_video, write_clip
+from emotiw_utils.errors import DataFormatError
+from emotiw_utils.synth import generate
+from emotiw_utils.workers import WorkerCrashed, process_map
+
+CREMAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "cremad_sample"
+FER_MEAN = np.array([[16.8, 21.1], [31.1, 21.0], [24.0, 30.0], [17.7, 37.2], [30.4, 37.2]])
+UNICODE_ID = "tr_ünï_日本"
+
+
+@pytest.fixture(autouse=True)
+def _no_hang():
+    """Every test here fails after 60 s instead of hanging (a hang is one of the faults under test)."""
+    def _timeout(*_):
+        raise TimeoutError("test_faults: hung for 60 s")
+
+    old = signal.signal(signal.SIGALRM, _timeout)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+# ------------------------------------------------------------------------------------------ the faulty tree
+
+def _clip(root: Path, split: str, clip_id: str) -> Path:
+    return next(p for p in (root / split).rglob(f"{clip_id}.avi"))
+
+
+def _rewrite(path: Path, frames: np.ndarray, audio_track: np.ndarray | None, keypoints: np.ndarray) -> None:
+    write_clip(path, frames, audio=audio_track)
+    write_keypoints(afew.keypoints_path_for(path), keypoints)
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory):
+    """A SynthAFEW tree of 6/5/3 clips with one fault per clip; returns (root, {fault: (split, clip id)})."""
+    root = tmp_path_factory.mktemp("faults") / "afew"
+    generate.generate_afew(root, generate.SynthSizes(afew=(6, 5, 3), fer=(0, 0, 0), tfd=0, tfd_unlabelled=0),
+                           seed=3, workers=1, progress=False)
+    faults = {}
+    # Train: zero bytes; one frame; a unicode name
+    p = _clip(root, "Train", "tr00000")
+    p.write_bytes(b"")
+    faults["zero_bytes"] = ("Train", "tr00000")
+    p = _clip(root, "Train", "tr00001")
+    clip = afew.load_clip(afew.ClipRecord("tr00001", "Train", 0, p, afew.keypoints_path_for(p)))
+    _rewrite(p, clip.frames[:1], clip.audio[:640], clip.keypoints[:1])
+    faults["one_frame"] = ("Train", "tr00001")
+    p = _clip(root, "Train", "tr00002")
+    p.rename(p.with_name(f"{UNICODE_ID}.avi"))
+    afew.keypoints_path_for(p).rename(afew.keypoints_path_for(p.with_name(f"{UNICODE_ID}.avi")))
+    faults["unicode"] = ("Train", UNICODE_ID)
+    # Val: a text file named .avi; cut to 30 % of its bytes; all black, no face
+    p = _clip(root, "Val", "va00000")
+    p.write_text("this is not a video\n", encoding="utf-8")
+    faults["text_as_video"] = ("Val", "va00000")
+    p = _clip(root, "Val", "va00001")
+    data = p.read_bytes()
+    p.write_bytes(data[: int(0.3 * len(data))])
+    faults["truncated"] = ("Val", "va00001")
+    p = _clip(root, "Val", "va00002")
+    n = len(read_keypoints(afew.keypoints_path_for(p)))
+    _rewrite(p, np.zeros((n, 144, 176, 3), np.uint8), read_audio(p), np.full((n, 5, 2), np.nan))
+    faults["black"] = ("Val", "va00002")
+    # Test: no audio track
+    p = _clip(root, "Test", "te00000")
+    _rewrite(p, read_frames(p), None, read_keypoints(afew.keypoints_path_for(p)))
+    faults["no_audio"] = ("Test", "te00000")
+    # a misspelt split folder beside the real ones
+    shutil.copytree(root / "Val", root / "Vall")
+    return root, faults
+
+
+def _scan(root):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return afew.scan_afew(root)
+
+
+def test_misspelt_split_folder_is_named_in_a_warning(faulty):
+    root, _ = faulty
+    with pytest.warns(UserWarning, match="'Vall' are not AFEW splits"):
+        records = afew.scan_afew(root)
+    assert {r.split for r in records} == set(AFEW_SPLITS)
+
+
+def test_unknown_emotion_folder_is_an_error_naming_it(faulty, tmp_path):
+    root, _ = faulty
+    copy = tmp_path / "afew"
+    shutil.copytree(root, copy)
+    shutil.copytree(copy / "Train" / "Happy", copy / "Train" / "Hapy")
+    with pytest.raises(DataFormatError, match="unknown emotion folder 'Hapy'"):
+        afew.scan_afew(copy)
+
+
+def test_probe_reports_every_fault(faulty):
+    root, faults = faulty
+    records = _scan(root)
+    assert len(records) == 14 and any(r.clip_id == UNICODE_ID for r in records)
+    report = afew.probe_split(records, progress=False)
+    counts = report.counts()
+    assert counts["Train"] == {"total": 6, "ok": 5, "readable": 5, "unreadable": 1, "truncated": 0,
+                                    "no_audio": 0, "audio_short": 0, "keypoints_missing": 0,
+                                    "keypoints_mismatch": 0}
+    assert (counts["Val"]["unreadable"], counts["Val"]["truncated"], counts["Val"]["audio_short"]) == (1, 1, 1)
+    assert counts["Val"]["ok"] == 3 and counts["Test"]["no_audio"] == 1 and counts["Test"]["ok"] == 2
+    status = clip_policy.probe_statuses(report)
+    expected = {"zero_bytes": "unreadable", "text_as_video": "unreadable", "truncated": "truncated",
+                "no_audio": "no_audio"}
+    for fault, st in expected.items():
+        split, clip_id = faults[fault]
+        assert status[split][clip_id] == st, fault
+    for fault in ("one_frame", "unicode", "black"):
+        split, clip_id = faults[fault]
+        assert clip_id not in status[split], fault  # ok
+    table = clip_policy.status_table(clip_policy.from_records(records, AFEW_SPLITS, status), "audio")
+    assert table.loc["Val", "unreadable"] == 1 and table.loc["Val", "truncated"] == 1
+    assert table.loc["Test", "no_audio"] == 1 and table.loc["Test", "fallback"] == 1
+    assert (table["total"] == [6, 5, 3]).all()
+
+
+def test_truncated_clip_is_decoded_in_part_and_says_so(faulty):
+    root, faults = faulty
+    path = _clip(root, *faults["truncated"])
+    info = probe_clip(path)
+    assert info.header_frames > 0 and info.stream_frames < 0.5 * info.header_frames
+    assert [k for k, _ in info.problems()] == ["truncated", "audio_short"]
+    clip = afew.load_clip(afew.ClipRecord("va00001", "Val", 0, path, afew.keypoints_path_for(path)))
+    assert 0 < clip.n_frames < info.header_frames
+    assert [k for k, _ in clip.problems] == ["truncated", "audio_short"]
+    report = afew.decode_report([clip.record], progress=False)
+    assert report.counts()["Val"]["truncated"] == 1 and report.counts()["Val"]["ok"] == 0
+
+
+def test_example_clips_pass_over_an_unreadable_first_clip(faulty):
+    root, faults = faulty
+    records = _scan(root)
+    clips, passed_over = afew.example_clips(records, "Train")
+    first_labels = {r.label for r in records if r.split == "Train"}
+    assert {c.record.label for c in clips} <= first_labels and all(c.n_frames for c in clips)
+    assert any(faults["zero_bytes"][1] in m for m in passed_over)
+    assert faults["zero_bytes"][1] not in [c.record.clip_id for c in clips]
+
+
+@pytest.fixture(scope="module")
+def stage_outputs(faulty):
+    """The per-clip outputs of stage 01 (aligned faces, statuses), 05 (audio statuses) and 06 (histograms)."""
+    root, _ = faulty
+    faces, _, info = aligned.align_afew(root, FER_MEAN, seed=0, workers=2)
+    records = _scan(root)
+    paths, ids = split_paths(records)
+    audio_status = {s: audio.extract_paths(paths[s], workers=2)[1] for s in AFEW_SPLITS}
+    settings = ActivitySettings(n_train_blocks=64, n_components=8, n_hidden=8, sae_epochs=1, batch_size=32,
+                                vocabulary_size=4)
+    with pytest.warns(UserWarning, match="unreadable clip"):
+        act = ActivityFeatures.learn(paths, ids, ["Train"], settings, workers=2)
+    return records, faces, info, audio_status, act
+
+
+@pytest.mark.slow  # the stage_outputs fixture: about 15 s
+def test_alignment_keeps_going_and_gives_every_clip_a_status(faulty, stage_outputs):
+    _, faults = faulty
+    records, faces, info, _, _ = stage_outputs
+    st = info["statuses"]
+    for split in AFEW_SPLITS:
+        assert list(st[split]) == [r.clip_id for r in records if r.split == split]
+    expected = {"zero_bytes": "unreadable", "text_as_video": "unreadable", "truncated": "truncated",
+                "black": "no_face", "one_frame": "ok", "unicode": "ok", "no_audio": "ok"}
+    for fault, status in expected.items():
+        split, clip_id = faults[fault]
+        assert st[split][clip_id] == status, fault
+    assert sorted(u["clip"] for u in info["unreadable"]) == ["tr00000", "va00000"]
+    assert len(faces["Train"]) == 5 and len(faces["Val"]) == 4 and len(faces["Test"]) == 3
+    one = list(faces["Train"].clip_ids).index("tr00001")
+    assert faces["Train"].lengths[one] == 1
+
+
+@pytest.mark.slow
+def test_every_stage_keeps_every_clip_in_dataset_order(faulty, stage_outputs):
+    """01's faces filled by the policy (what 03 and 04 write), 05's and 06's rows: the same clips, in order."""
+    root, faults = faulty
+    records, faces, info, audio_status, act = stage_outputs
+    clips = clip_policy.dataset_clips(root, status=info["statuses"])
+    prior = clip_policy.training_prior(clips, ["Train"])
+    assert prior.shape == (NUM_CLASSES,) and abs(prior.sum() - 1) < 1e-12
+    rng = np.random.default_rng(0)
+    for split in AFEW_SPLITS:
+        ids = [r.clip_id for r in records if r.split == split]
+        a = faces[split]
+        probs = rng.dirichlet(np.ones(NUM_CLASSES), len(a))
+        full, feats = clip_policy.fill_missing(clips[split], a.clip_ids, probs, prior, {"rnn": np.ones((len(a), 3))})
+        assert list(clips[split].clip_ids) == ids and full.shape == (len(ids), NUM_CLASSES)
+        assert len(audio_status[split]) == len(ids) and list(act.clip_ids[split]) == ids
+        assert act.histograms[split].shape[0] == len(ids) and np.isfinite(act.histograms[split]).all()
+        used = clips[split].usable("faces")
+        np.testing.assert_array_equal(used, np.isin(ids, a.clip_ids))
+        np.testing.assert_array_equal(full[used], probs)
+        np.testing.assert_array_equal(full[~used], np.tile(prior, ((~used).sum(), 1)))
+        assert (feats["rnn"][used] == 1).all() and (feats["rnn"][~used] == 0).all()
+    audio_of = {s: dict(zip([r.clip_id for r in records if r.split == s], audio_status[s])) for s in AFEW_SPLITS}
+    assert audio_of["Train"]["tr00000"] == "unreadable" and audio_of["Train"]["tr00001"] == "too short"
+    assert audio_of["Val"]["va00000"] == "unreadable" and audio_of["Val"]["va00001"] == "truncated"
+    assert audio_of["Val"]["va00002"] == "ok" and audio_of["Test"]["te00000"] == "no audio"
+    act_of = {s: dict(zip(act.clip_ids[s], act.status[s])) for s in AFEW_SPLITS}
+    assert act_of["Train"]["tr00000"] == "unreadable" and act_of["Val"]["va00000"] == "unreadable"
+    assert act_of["Train"]["tr00001"] == "too_short" and act_of["Val"]["va00002"] == "ok"
+    table = clip_policy.status_table(clips, "faces")
+    assert table.loc["Val", "no_face"] == 1 and table.loc["Val", "fallback"] == 1
+    assert table.loc["Train", "fallback"] == 1 and table.loc["Test", "fallback"] == 0
+
+
+def test_face_clips_take_stage_01s_statuses_and_what_it_aligned(faulty, tmp_path):
+    from emotiw_utils import artifacts, stages
+
+    root, faults = faulty
+    records = _scan(root)
+    aligned_ids = {s: [r.clip_id for r in records if r.split == s and r.clip_id not in ("tr00000", "va00000")]
+                   for s in AFEW_SPLITS}
+    clips = clip_policy.face_clips(root, tmp_path, aligned_ids)  # stage 01 has not recorded statuses
+    assert [list(clips[s].clip_ids) for s in AFEW_SPLITS] == [[r.clip_id for r in records if r.split == s]
+                                                              for s in AFEW_SPLITS]
+    assert dict(zip(clips["Val"].clip_ids, clips["Val"].status))["va00000"] == "unreadable"
+    assert (clips["Test"].status == "ok").all()
+    stages.ALIGNMENT.dir(tmp_path).mkdir(parents=True)
+    artifacts.write_metrics(stages.ALIGNMENT.dir(tmp_path), {clip_policy.ALIGNMENT_STATUS_KEY: {
+        "Val": {"va00001": "truncated", "va00002": "no_face", "va00000": "unreadable"}}})
+    clips = clip_policy.face_clips(root, tmp_path, aligned_ids)
+    val = dict(zip(clips["Val"].clip_ids, clips["Val"].status))
+    assert (val["va00000"], val["va00001"], val["va00002"]) == ("unreadable", "truncated", "no_face")
+    assert clips["Val"].usable("faces").sum() == 4 and clips["Train"].usable("faces").sum() == 5
+
+
+def test_a_split_without_a_usable_clip_is_refused_by_name():
+    clips = clip_policy.SplitClips("Val", np.array(["a", "b"]), np.array([0, 1]), np.array(["unreadable"] * 2))
+    with pytest.raises(ValueError, match="split Val has no clip usable for faces"):
+        clip_policy.require_usable(clips, "faces", "03_irnn")
+    clip_policy.require_usable(clips.with_status({"a": "no_face"}), "faces", "03_irnn")
+
+
+def test_fill_missing_refuses_a_clip_of_another_dataset():
+    clips = clip_policy.SplitClips("Val", np.array(["a", "b"]), np.array([0, 1]), np.array(["ok"] * 2))
+    with pytest.raises(ValueError, match="not clips of the split"):
+        clip_policy.fill_missing(clips, ["c"], np.full((1, NUM_CLASSES), 1 / NUM_CLASSES),
+                                 np.full(NUM_CLASSES, 1 / NUM_CLASSES))
+
+
+# ---------------------------------------------------------------------------------------- worker processes
+
+def _raise_data_error(x):
+    if x == 2:
+        raise DataFormatError(f"/clips/{x}.avi", "cannot decode video")
+    return x * 10
+
+
+def _die(x):
+    if x == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+class _Unpicklable(Exception):
+    def __init__(self, a, b):
+        super().__init__(f"{a}/{b}")
+
+
+def _raise_unpicklable(x):
+    raise _Unpicklable(x, "b")
+
+
+def test_a_worker_exception_crosses_intact():
+    assert list(process_map(_raise_data_error, [0, 1], workers=2)) == [0, 10]
+    with pytest.raises(DataFormatError) as e:
+        list(process_map(_raise_data_error, [0, 1, 2, 3], workers=2))
+    assert e.value.path == Path("/clips/2.avi") and e.value.problem == "cannot decode video"
+    assert not mp.active_children()
+
+
+def test_a_dead_worker_fails_naming_the_clip_and_leaves_no_process():
+    with pytest.raises(WorkerCrashed, match="clip-2"):
+        list(process_map(_die, [0, 1, 2, 3], workers=2, names=[f"clip-{i}" for i in range(4)]))
+    assert not mp.active_children()
+
+
+def test_an_exception_that_cannot_cross_fails_instead_of_hanging():
+    with pytest.raises((WorkerCrashed, _Unpicklable, TypeError)):
+        list(process_map(_raise_unpicklable, [0, 1], workers=2))
+    assert not mp.active_children()
+
+
+def test_load_clip_frames_never_hangs_on_a_bad_clip(faulty):
+    root, faults = faulty
+    good = _clip(root, "Train", "tr00003")
+    bad = _clip(root, *faults["zero_bytes"])
+    with pytest.raises(DataFormatError, match="tr00000"):
+        activity.load_clip_frames([good, bad, good], workers=2)
+    errors = {}
+    out = activity.load_clip_frames([good, bad, good], workers=2, errors=errors)
+    assert list(errors) == [1] and out[1].shape[0] == 0 and out[0].shape[0] > 0
+    assert not mp.active_children()
+
+
+# ------------------------------------------------------------------------------- other containers and codecs
+
+def _write(path: Path, fmt: str, vcodec: str, acodec: str | None, *, size=(64, 48), n=12, fps=25,
+           pix="yuv420p", sr=48000, layout="stereo", sample_fmt="fltp", vfr=False) -> Path:
+    """A clip of ``n`` frames (a grey ramp) and a sine tone as long as the video, written with PyAV."""
+    import av
+
+    w, h = size
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format=fmt) as c:
+        v = c.add_stream(vcodec, rate=fps)
+        v.width, v.height, v.pix_fmt = w, h, pix
+        if vfr:
+            v.time_base = fractions.Fraction(1, 1000)
+        a = c.add_stream(acodec, rate=sr, layout=layout) if acodec else None
+        t = 0
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(np.full((h, w, 3), 20 * i % 255, np.uint8), format="rgb24")
+            f.pts = t if vfr else i
+            t += 80 if i % 2 else 40  # variable frame rate: 40 and 80 ms frames
+            c.mux(v.encode(f))
+        c.mux(v.encode(None))
+        if a is not None:
+            ns = int((t / 1000 if vfr else n / fps) * sr)
+            ch = 2 if layout == "stereo" else 1
+            step = a.codec_context.frame_size or 1024
+            x = (0.1 * np.sin(np.arange(ns + step) / 10)).astype(np.float32)
+            for pos in range(0, ns, step):
+                chunk = x[pos:pos + step]
+                arr = np.tile(chunk, (ch, 1)) if sample_fmt.endswith("p") else np.repeat(chunk, ch)[None]
+                if sample_fmt.startswith("s16"):
+                    arr = (arr * 32767).astype(np.int16)
+                af = av.AudioFrame.from_ndarray(arr, format=sample_fmt, layout=layout)
+                af.sample_rate, af.pts = sr, pos
+                c.mux(a.encode(af))
+            c.mux(a.encode(None))
+    return path
+
+
+CODECS = {  # name: (suffix, container, video codec, audio codec, options)
+    "mp4 H.264 + AAC": (".mp4", "mp4", "libx264", "aac", {}),
+    "mkv VP9 + Opus": (".mkv", "matroska", "libvpx-vp9", "libopus", {}),
+    "webm VP8 + Opus": (".webm", "webm", "libvpx", "libopus", {}),
+    "AVI MJPEG + PCM": (".avi", "avi", "mjpeg", "pcm_s16le", {"pix": "yuvj420p", "sample_fmt": "s16"}),
+    "GIF": (".gif", "gif", "gif", None, {"pix": "rgb8"}),
+    "odd frame size (67x45)": (".mkv", "matroska", "libx264", "flac", {"size": (67, 45), "pix": "yuv444p",
+                                                                       "sample_fmt": "s16"}),
+    "variable frame rate": (".mkv", "matroska", "libx264", "aac", {"vfr": True}),
+    "mono 16 kHz PCM": (".avi", "avi", "mpeg4", "pcm_s16le", {"sr": 16000, "layout": "mono", "sample_fmt": "s16"}),
+}
+
+
+@pytest.mark.parametrize("name", list(CODECS))
+def test_containers_and_codecs_probe_decode_and_audio(name, tmp_path):
+    import av
+
+    suffix, fmt, vcodec, acodec, opts = CODECS[name]
+    missing = [c for c in (vcodec, acodec) if c is not None and c not in av.codecs_available]
+    if missing:
+        pytest.skip(f"this PyAV build has no encoder {', '.join(missing)}")
+    # in an AFEW tree, as a user would give it: Train/Happy/<clip><suffix>
+    path = _write(tmp_path / "afew" / "Train" / "Happy" / f"clip{suffix}", fmt, vcodec, acodec, **opts)
+    info = probe_clip(path)
+    w, h = opts.get("size", (64, 48))
+    assert (info.n_frames, info.width, info.height, info.fps) == (12, w, h, 25.0)
+    assert info.has_audio == (acodec is not None) and info.problems() == []
+    video = read_video(path)
+    assert video.frames.shape == (12, h, w, 3) and video.problem is None
+    assert abs(float(video.frames[5].mean()) - 100) < 6  # the grey level of frame 5
+    (record,) = afew.scan_afew(tmp_path / "afew", ["Train"])
+    clip = afew.load_clip(record)
+    assert clip.problems == [] and clip.n_frames == 12
+    report = afew.probe_split([record], progress=False)
+    if acodec is None:
+        assert clip.audio is None and report.counts()["Train"]["no_audio"] == 1
+        return
+    seconds = (0.72 if opts.get("vfr") else 12 / 25)
+    assert abs(len(clip.audio) / 16000 - seconds) < 0.05 and np.abs(clip.audio).max() > 0.05
+    assert report.counts()["Train"]["ok"] == 1
+    status, _, sec = audio._extract_one(str(path))
+    assert status in ("ok", "too short", "silent") and status != "truncated" and abs(sec - seconds) < 0.05
+
+
+# ------------------------------------------------------------------------------------------ real CREMA-D clips
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not CREMAD.is_dir(), reason="no CREMA-D sample in ../shared/data/cremad_sample")
+def test_real_cremad_clips_probe_decode_and_audio():
+    files = sorted(CREMAD.glob("*.flv"))
+    assert len(files) == 6
+    for path in files:
+        info = probe_clip(path)
+        assert (info.width, info.height) == (480, 360) and abs(info.fps - 29.97) < 0.01
+        assert 56 <= info.n_frames <= 70 and info.has_audio and info.problems() == []
+        video = read_video(path)
+        assert video.problem is None and video.frames.shape == (info.n_frames, 360, 480, 3)
+        assert 40 < float(video.frames.mean()) < 220  # a real picture, not a blank one
+        a = read_audio(path)
+        assert abs(len(a) / 16000 - info.duration_s) < 0.1 and np.abs(a).max() > 0.01
+        status, _, _ = audio._extract_one(str(path))
+        assert status == "ok"
