@@ -433,6 +433,11 @@ def align_afew(afew_dir: str | Path, fer_mean: np.ndarray, seed: int = 0, worker
             offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
             faces=np.concatenate(fs) if fs else np.zeros((0, faces.FACE_SIZE, faces.FACE_SIZE), np.uint8),
             has_face=np.concatenate(has) if has else np.zeros(0, bool), clip_no_face=np.array(nofa, dtype=bool))
+    for split in splits:  # one bad clip never stops the stage; a split without a single readable clip does
+        if statuses[split] and not len(out[split]):
+            first = next(u["error"] for u in unreadable if u["split"] == split)
+            raise DataFormatError(Path(afew_dir) / split, f"no clip of split {split} can be read (all "
+                                                          f"{len(statuses[split])} unreadable; the first: {first})")
     return out, aligner, {"keypoints": kp_counts, "unreadable": unreadable, "statuses": statuses}
 
 

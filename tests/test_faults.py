@@ -237,6 +237,17 @@ def test_every_stage_keeps_every_clip_in_dataset_order(faulty, stage_outputs):
     assert table.loc["Train", "fallback"] == 1 and table.loc["Test", "fallback"] == 0
 
 
+def test_a_split_without_a_readable_clip_is_refused_by_name(faulty, tmp_path):
+    root, _ = faulty
+    copy = tmp_path / "afew"
+    shutil.copytree(root, copy)
+    shutil.rmtree(copy / "Vall")
+    for p in (copy / "Test").glob("*.avi"):
+        p.write_bytes(b"")
+    with pytest.raises(DataFormatError, match="no clip of split Test can be read"):
+        aligned.align_afew(copy, FER_MEAN, seed=0, workers=1)
+
+
 def test_face_clips_take_stage_01s_statuses_and_what_it_aligned(faulty, tmp_path):
     from emotiw_utils import artifacts, stages
 
