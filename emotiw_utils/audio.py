@@ -14,7 +14,8 @@ INTERSPEECH 2010 Paralinguistic Challenge set (``opensmile.FeatureSet.IS10``, fu
   of every fit; the classifier gives them the training class prior (:func:`predict_with_prior`) and the
   fusion network zeros (the whitened mean), so nothing downstream sees a NaN.
 * :func:`fit_audio_grid`: standardisation -> PCA (whitened) -> RBF SVM, with the number of PCA
-  components, C and gamma chosen together by accuracy on the select split.
+  components, C and gamma chosen together by cross-validation grouped by speaker (by clip where there are
+  no speaker ids) over the training clips, ties to the smallest model (:mod:`emotiw_utils.audio_selection`).
 * :func:`fusion_projection`: the first 10 PCA-whitened components, the audio input of the fusion network
   (paper 6.2).
 * :class:`AudioModel`: what a finished run keeps to be applied to a new clip without retraining (the
@@ -269,18 +270,20 @@ def _present(x: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class AudioSearchResult:
-    """:func:`fit_audio_grid`'s outcome: ``model`` (scaler -> whitened PCA -> SVC, with the calibrated
-    probabilities of :func:`emotiw_utils.svm.calibrated_fit`, fitted on
-    the training clips with audio), the chosen ``n_components``, ``C``, ``gamma``, the ``grid`` (DataFrame with
-    ``n_components``, ``C``, ``gamma``, ``train_acc``, ``select_acc``) and the chosen ``select_acc`` (clips with
-    audio only)."""
+    """:func:`fit_audio_grid`'s outcome: the chosen ``n_components``, ``C``, ``gamma``, the ``grid`` (DataFrame
+    with ``n_components``, ``C``, ``gamma``, ``train_acc``, ``cv_acc``, ``cv_std``:
+    :func:`emotiw_utils.audio_selection.cross_validate`) and the chosen point's ``cv_acc`` / ``cv_std`` (mean
+    and standard deviation over the folds of the held-out fold's accuracy, clips with audio only). No model
+    is fitted: the caller fits the one it keeps (:func:`fit_audio_model`)."""
 
-    model: Any
     n_components: int
     C: float
     gamma: Any
     grid: Any
-    select_acc: float
+    cv_acc: float
+    cv_std: float
+    #: the same choice as an :class:`emotiw_utils.audio_selection.Selection` (to reuse in a comparison)
+    selection: Any = None
 
 
 def fit_audio_model(x_train: Any, y_train: Any, n_components: int, C: float, gamma: Any, seed: int = 0):
@@ -294,42 +297,35 @@ def fit_audio_model(x_train: Any, y_train: Any, n_components: int, C: float, gam
     return calibrated_fit(lambda: _pipeline(n, C, gamma, seed), xt, yt, seed)
 
 
-def fit_audio_grid(x_train: Any, y_train: Any, x_select: Any, y_select: Any, pca_dims: Sequence[int],
-                   Cs: Sequence[float], gammas: Sequence[Any], seed: int = 0) -> AudioSearchResult:
-    """Choose the PCA size, C and gamma together by accuracy on the select split (paper section 3).
+def fit_audio_grid(x_train: Any, y_train: Any, pca_dims: Sequence[int], Cs: Sequence[float],
+                   gammas: Sequence[Any], groups: Any = None, n_folds: int = 5, seed: int = 0) -> AudioSearchResult:
+    """Choose the PCA size, C and gamma together by cross-validation over the training clips (paper section
+    3: "set via grid search").
 
-    Every grid point is fitted on the training clips that have audio and scored on the select clips that
-    have audio (missing clips get the prior at prediction time, the same for every grid point, so they do
-    not change the ranking). Ties go to the earlier point (PCA sizes outer, then C, then gamma). PCA sizes
-    larger than the number of training clips are capped.
+    The training clips that have audio and a label are split into ``n_folds`` folds grouped by ``groups``
+    (``(n,)`` speaker ids, aligned with ``x_train``; None: each clip its own group, as on AFEW, which has no
+    speaker ids), class-balanced and dealt with ``seed`` (:func:`emotiw_utils.audio_selection.grouped_folds`);
+    every grid point (standardisation -> whitened PCA -> RBF SVM, :func:`fit_audio_model`'s pipeline) is
+    scored by its mean held-out accuracy over the folds. Ties go to the smallest model: fewest components,
+    then smallest C, then smallest gamma (:func:`emotiw_utils.audio_selection.choose`). PCA sizes larger
+    than the smallest training fold are capped.
     """
-    import pandas as pd
+    from emotiw_utils import audio_selection
 
-    xt, yt = _present(x_train, y_train, "train")
-    xs, ys = _present(x_select, y_select, "select")
+    xa = np.asarray(x_train, dtype=np.float64)
+    ya = np.asarray(y_train).astype(np.int64)
+    ga = np.arange(len(xa)) if groups is None else np.asarray(groups)
+    if xa.ndim != 2 or ya.shape != (len(xa),) or ga.shape != (len(xa),):
+        raise ValueError(f"x_train must be (n, d), y_train and groups (n,); got {xa.shape}, {ya.shape}, {ga.shape}")
+    keep = np.isfinite(xa).all(axis=1) & (ya != UNKNOWN_LABEL)
+    xt, yt, gt = xa[keep], ya[keep], ga[keep]
     if np.unique(yt).size < 2:
         raise ValueError("the training clips with audio must cover at least two classes")
-    if len(ys) == 0:
-        raise ValueError("no select clip has both audio and a label")
-    dims = sorted({min(int(d), xt.shape[0], xt.shape[1]) for d in pca_dims})
-    if not dims or not list(Cs) or not list(gammas):
-        raise ValueError("pca_dims, Cs and gammas must be non-empty")
-    rows, best = [], None
-    for d in dims:
-        # The scaler and PCA do not depend on C and gamma: fit them once per size, then only the SVC.
-        front = _pipeline(d, 1.0, "scale", seed)[:-1].fit(xt)
-        zt, zs = front.transform(xt), front.transform(xs)
-        for C in Cs:
-            for gamma in gammas:
-                svc = _pipeline(d, C, gamma, seed).named_steps["svc"].fit(zt, yt)
-                row = {"n_components": d, "C": C, "gamma": gamma, "train_acc": float(np.mean(svc.predict(zt) == yt)),
-                       "select_acc": float(np.mean(svc.predict(zs) == ys))}
-                rows.append(row)
-                if best is None or row["select_acc"] > best["select_acc"]:
-                    best = row
-    model = fit_audio_model(xt, yt, best["n_components"], best["C"], best["gamma"], seed=seed)
-    return AudioSearchResult(model=model, n_components=best["n_components"], C=best["C"], gamma=best["gamma"],
-                             grid=pd.DataFrame(rows), select_acc=best["select_acc"])
+    points = audio_selection.grid_points(audio_selection.PAPER, pca_dims=pca_dims, Cs=Cs, gammas=gammas)
+    fold_of = audio_selection.grouped_folds(gt, yt, n_folds, seed)
+    sel = audio_selection.select(audio_selection.PAPER, xt, yt, fold_of, points, seed)
+    return AudioSearchResult(n_components=int(sel.point["n_components"]), C=sel.point["C"], gamma=sel.point["gamma"],
+                             grid=sel.grid, cv_acc=sel.cv_acc, cv_std=sel.cv_std, selection=sel)
 
 
 def predict_with_prior(model: Any, x: Any, prior: Any) -> np.ndarray:
@@ -430,31 +426,35 @@ def reapply(run_dir: str | Path, split: str) -> np.ndarray:
     return AudioModel.load(run_dir).probs(feats.features)
 
 
-def evaluate_speaker_split(features: Any, labels: Any, speakers: Any, train: Sequence[int], select: Sequence[int],
-                           test: Sequence[int], pca_dims: Sequence[int], Cs: Sequence[float], gammas: Sequence[Any],
+def evaluate_speaker_split(features: Any, labels: Any, speakers: Any, train: Sequence[Any], test: Sequence[Any],
+                           pca_dims: Sequence[int], Cs: Sequence[float], gammas: Sequence[Any], n_folds: int = 5,
                            seed: int = 0) -> dict[str, Any]:
-    """Speaker-independent check of the audio recipe (used on RAVDESS): grid search trained on the ``train``
-    speakers and selected on the ``select`` speakers, refit on both, scored on the unseen ``test`` speakers.
+    """Speaker-independent check of the audio recipe (used on RAVDESS): the PCA size, C and gamma chosen by
+    cross-validation grouped by speaker over the ``train`` speakers (:func:`fit_audio_grid`, ``n_folds``
+    folds), the model refitted on all of them (:func:`fit_audio_model`) and scored on the unseen ``test``
+    speakers.
 
-    ``features`` ``(n, 1582)`` (NaN rows missing), ``labels`` ``(n,)``, ``speakers`` ``(n,)`` ids. Returns the
-    test ``accuracy``, ``uar`` (unweighted average recall), ``majority`` (the accuracy of always predicting
-    the test set's most frequent class), the chosen hyperparameters and the clip counts.
+    ``features`` ``(n, 1582)`` (NaN rows missing: they get the training prior), ``labels`` ``(n,)``,
+    ``speakers`` ``(n,)`` ids. Returns the test ``accuracy``, ``uar`` (unweighted average recall),
+    ``majority`` (the accuracy of always predicting the test set's most frequent class), the chosen
+    hyperparameters with their ``cv_acc``/``cv_std``, the clip counts, and the predictions: ``test_index``
+    (row indices of the test clips), ``y_true`` and ``y_pred`` (their labels and predicted classes).
     """
     from emotiw_utils import metrics
 
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels).astype(np.int64)
     spk = np.asarray(speakers)
-    tr, se, te = (np.isin(spk, list(s)) for s in (train, select, test))
-    if (tr & se).any() or (tr & te).any() or (se & te).any():
-        raise ValueError("train, select and test speakers must be disjoint")
-    if not (tr.any() and se.any() and te.any()):
-        raise ValueError("every one of train, select and test needs at least one clip")
-    search = fit_audio_grid(x[tr], y[tr], x[se], y[se], pca_dims, Cs, gammas, seed=seed)
-    fit = tr | se
-    model = fit_audio_model(x[fit], y[fit], search.n_components, search.C, search.gamma, seed=seed)
-    pred = predict_with_prior(model, x[te], class_prior(y[fit])).argmax(1)
+    tr, te = np.isin(spk, list(train)), np.isin(spk, list(test))
+    if (tr & te).any():
+        raise ValueError("train and test speakers must be disjoint")
+    if not (tr.any() and te.any()):
+        raise ValueError("train and test both need at least one clip")
+    search = fit_audio_grid(x[tr], y[tr], pca_dims, Cs, gammas, groups=spk[tr], n_folds=n_folds, seed=seed)
+    model = fit_audio_model(x[tr], y[tr], search.n_components, search.C, search.gamma, seed=seed)
+    pred = predict_with_prior(model, x[te], class_prior(y[tr])).argmax(1)
     return {"accuracy": metrics.accuracy(y[te], pred), "uar": metrics.unweighted_average_recall(y[te], pred),
             "majority": float(np.bincount(y[te], minlength=NUM_CLASSES).max() / te.sum()),
             "n_components": search.n_components, "C": search.C, "gamma": search.gamma,
-            "select_acc": search.select_acc, "n_train": int(fit.sum()), "n_test": int(te.sum())}
+            "cv_acc": search.cv_acc, "cv_std": search.cv_std, "n_train": int(tr.sum()), "n_test": int(te.sum()),
+            "test_index": np.flatnonzero(te), "y_true": y[te], "y_pred": pred}

@@ -433,13 +433,15 @@ def explained_variance(ratios, chosen: int | None = None, title: str = "Explaine
     return fig
 
 
-def accuracy_by_size(grid, size: str, value: str = "select_acc", title: str = "", xlabel: str | None = None):
+def accuracy_by_size(grid, size: str, value: str = "select_acc", title: str = "", xlabel: str | None = None,
+                     value_label: str = "select split"):
     """Best ``value`` (over the other grid columns) for each value of ``size``, with the training accuracy of
-    that same grid point: grid is a DataFrame with ``size``, ``train_acc`` and ``value`` columns."""
+    that same grid point: grid is a DataFrame with ``size``, ``train_acc`` and ``value`` columns; ``value_label``
+    names the ``value`` curve."""
     plt = _plt()
     best = grid.loc[grid.groupby(size)[value].idxmax()].sort_values(size)
     fig, ax = plt.subplots(figsize=(6.0, 3.0))
-    ax.plot(best[size], 100 * best[value], "-o", label="select split")
+    ax.plot(best[size], 100 * best[value], "-o", label=value_label)
     ax.plot(best[size], 100 * best["train_acc"], "--s", label="training clips", alpha=0.7)
     ax.set_xscale("log")
     ax.set_xticks(list(best[size]), [str(v) for v in best[size]])

@@ -172,11 +172,14 @@ AUDIO = Stage(
     "05_audio", "notebooks/05_audio.md", "Audio features and SVM (section 3)", "3",
     artifacts={
         "is10": _a("is10_{split}.npz", "openSMILE IS10 functionals of every clip (cache keyed by the files)"),
+        "egemaps": _a("egemaps_{split}.npz", "openSMILE eGeMAPSv02 functionals of the clips of the classifier "
+                                             "comparison (cache keyed by the files)"),
         "model": _a("audio_model.skops", "standardiser + PCA + RBF SVM on the IS10 features"),
         "projection": _a("audio_projection.skops", "the PCA whitening that gives the fusion network's 10 inputs"),
         "prior": _a("audio_prior.npz", "the class prior given to clips without audio"),
         "clip_probs": CLIP_PROBS, "fusion_features": FUSION_FEATURES,
-    }, models=("model", "projection", "prior"), caches=("is10",), record="AudioRecord", modality="audio")
+    }, models=("model", "projection", "prior"), caches=("is10", "egemaps"), record="AudioRecord",
+    modality="audio")
 ACTIVITY = Stage(
     "06_activity_sae", "notebooks/06_activity_sae.md", "Activity: spatio-temporal autoencoder (section 4)", "4",
     artifacts={

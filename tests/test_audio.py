@@ -78,13 +78,16 @@ def _blobs(n_per: int, seed: int, d: int = 40):
 def test_grid_search_prior_for_missing_and_fusion_components():
     xt, yt = _blobs(12, 0, d=100)
     xs, ys = _blobs(6, 0, d=100)  # same centres
-    xt[:3] = np.nan  # three training clips without audio: left out of the fit
-    res = audio.fit_audio_grid(xt, yt, xs, ys, pca_dims=(5, 20, 500), Cs=(1, 10), gammas=("scale",), seed=0)
-    assert set(res.grid["n_components"]) == {5, 20, 81}  # 500 capped at the 81 training clips with audio
-    assert res.select_acc > 0.9 and len(res.grid) == 6
+    xt[:3] = np.nan  # three training clips without audio: left out of the folds
+    res = audio.fit_audio_grid(xt, yt, pca_dims=(5, 20, 500), Cs=(1, 10), gammas=("scale",), n_folds=3, seed=0)
+    # 500 capped at the smallest training fold: 2 of 3 folds of the 81 clips with audio = 54
+    assert set(res.grid["n_components"]) == {5, 20, 54} and len(res.grid) == 6
+    assert res.cv_acc > 0.9 and res.cv_acc == res.grid["cv_acc"].max()
+    assert not hasattr(res, "model")  # nothing fitted and thrown away
+    model = audio.fit_audio_model(xt, yt, res.n_components, res.C, res.gamma)
     prior = audio.class_prior(yt)
     xs[0] = np.nan
-    p = audio.predict_with_prior(res.model, xs, prior)
+    p = audio.predict_with_prior(model, xs, prior)
     np.testing.assert_allclose(p.sum(1), 1)
     np.testing.assert_allclose(p[0], prior)
     assert np.mean(p[1:].argmax(1) == ys[1:]) > 0.9
@@ -94,6 +97,29 @@ def test_grid_search_prior_for_missing_and_fusion_components():
     np.testing.assert_allclose(z[3:].std(0), 1, rtol=0.05)  # whitened
 
 
+def test_grid_search_ties_go_to_the_smallest_model():
+    xt, yt = _blobs(10, 3, d=30)  # well separated: many points score 100 %
+    res = audio.fit_audio_grid(xt, yt, pca_dims=(20, 5, 10), Cs=(10, 1), gammas=(0.1, "scale"), n_folds=5)
+    assert (res.grid.loc[res.grid["n_components"] == 5, "cv_acc"] == 1).all()
+    assert res.grid.loc[1, "cv_acc"] == 1 and res.grid.loc[1, "n_components"] == 20  # the first tied point
+    # fewest components, then smallest C, then smallest gamma: "scale" on 5 whitened inputs is 1/5 > 0.1
+    assert (res.n_components, res.C, res.gamma) == (5, 1, 0.1)
+
+
+def test_evaluate_speaker_split_returns_predictions():
+    x, y = _blobs(12, 4, d=40)
+    speakers = np.tile(np.arange(6), 14)  # 6 speakers, each with every class
+    x[0] = np.nan  # a test clip without audio gets the prior's most frequent class
+    r = audio.evaluate_speaker_split(x, y, speakers, train=(1, 2, 3, 4, 5), test=(0,), pca_dims=(5, 10),
+                                     Cs=(1,), gammas=("scale",), n_folds=5)
+    te = np.flatnonzero(speakers == 0)
+    np.testing.assert_array_equal(r["test_index"], te)
+    np.testing.assert_array_equal(r["y_true"], y[te])
+    assert r["y_pred"].shape == te.shape and r["n_test"] == len(te) and r["n_train"] == len(y) - len(te)
+    assert r["accuracy"] == np.mean(r["y_pred"] == r["y_true"]) > 0.8
+    assert r["y_pred"][0] == audio.class_prior(y[speakers != 0]).argmax()
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="no labelled"):
         audio.class_prior([-1, -1])
@@ -101,7 +127,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="two classes"):
         audio.fit_audio_model(x, np.zeros_like(y), 5, 1.0, "scale")
     with pytest.raises(ValueError, match="disjoint"):
-        audio.evaluate_speaker_split(x, y, np.arange(len(y)) % 3, (0, 1), (1,), (2,), (5,), (1,), ("scale",))
+        audio.evaluate_speaker_split(x, y, np.arange(len(y)) % 3, (0, 1), (1, 2), (5,), (1,), ("scale",))
     with pytest.raises(ValueError, match="sum to 1"):
         audio.predict_with_prior(None, x, np.ones(7))
 
