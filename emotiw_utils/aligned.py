@@ -23,6 +23,7 @@ from emotiw_utils.constants import AFEW_SPLITS, EMOTIONS, FER_USAGES, UNKNOWN_LA
 from emotiw_utils.datasets.afew import ClipRecord, load_clip, scan_afew
 from emotiw_utils.datasets.keypoints import read_keypoints, read_static_keypoints
 from emotiw_utils.datasets.video import probe_clip
+from emotiw_utils.detect_video import VideoPolicy, detect_clips
 from emotiw_utils.errors import DataFormatError
 from emotiw_utils.workers import process_map
 
@@ -219,33 +220,37 @@ class AfewFaces:
                        z["faces"], z["has_face"].astype(bool), z["clip_no_face"].astype(bool))
 
 
-def afew_keypoints(records: Sequence[ClipRecord], device: str = "cpu",
-                   progress: bool = False) -> tuple[list[np.ndarray | None], dict[str, int]]:
+def afew_keypoints(records: Sequence[ClipRecord], device: str = "cpu", progress: bool = False, *,
+                   policy: VideoPolicy | None = None, workers: int | None = 0,
+                   ) -> tuple[list[np.ndarray | None], dict[str, int]]:
     """Per-frame keypoints ``(T, 5, 2)`` of every clip: its sidecar, or MTCNN on its frames when it has
-    none. An unreadable clip gives None (it is then aligned from its frames later, or reported).
+    none (:func:`emotiw_utils.detect_video.detect_clips` under ``policy``, default
+    :class:`~emotiw_utils.detect_video.VideoPolicy`, in ``workers`` processes; 0: all cores). An
+    unreadable clip gives None (it is then aligned from its frames later, or reported).
 
-    Returns (keypoints per record, counts ``{"sidecar": .., "detected": .., "unreadable": ..}``).
+    Returns (keypoints per record, counts ``{"sidecar", "detected", "unreadable"}`` (clips) and
+    ``{"frames_detected", "frames_interpolated"}`` (frames of the detected clips)).
     """
-    out: list[np.ndarray | None] = []
-    counts = {"sidecar": 0, "detected": 0, "unreadable": 0}
-    detector = None
-    for rec in tqdm(records, desc="keypoints", disable=not progress):
+    out: list[np.ndarray | None] = [None] * len(records)
+    counts = {"sidecar": 0, "detected": 0, "unreadable": 0, "frames_detected": 0, "frames_interpolated": 0}
+    to_detect = []
+    for i, rec in enumerate(records):
         if rec.keypoints_path is not None:
-            out.append(read_keypoints(rec.keypoints_path))
+            out[i] = read_keypoints(rec.keypoints_path)
             counts["sidecar"] += 1
-            continue
-        if detector is None:
-            from emotiw_utils.detect import FaceDetector
-
-            detector = FaceDetector(device=device)
-        try:
-            frames = load_clip(rec, gray=False, audio=False).frames
-        except DataFormatError:
-            out.append(None)
-            counts["unreadable"] += 1
-            continue
-        out.append(detector.detect(frames).keypoints)
-        counts["detected"] += 1
+        else:
+            to_detect.append(i)
+    if to_detect:
+        found = detect_clips([records[i].path for i in to_detect], policy or VideoPolicy(), workers=workers,
+                             device=device, progress=progress)
+        for i, res in zip(to_detect, found):
+            if isinstance(res, DataFormatError):
+                counts["unreadable"] += 1
+                continue
+            out[i] = res.keypoints
+            counts["detected"] += 1
+            counts["frames_detected"] += int(res.detected.sum())
+            counts["frames_interpolated"] += int(res.interpolated.sum())
     return out, counts
 
 
@@ -338,12 +343,12 @@ def clip_noise(seed: int, split: str, index: int) -> np.random.Generator:
 
 
 def align_clip(record: ClipRecord, aligner: AfewAligner, rng: np.random.Generator,
-               device: str = "cpu") -> tuple[np.ndarray, np.ndarray, bool]:
+               device: str = "cpu", policy: VideoPolicy | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
     """Aligned faces of one clip (a new video: ``ClipRecord(clip_id, split, label, path, keypoints_path)``)
     with a finished run's ``aligner`` (:func:`load_alignments`): keypoints from the clip's sidecar or MTCNN
-    (:func:`afew_keypoints`), then :meth:`AfewAligner.align`. Returns (faces ``(T, 48, 48)`` uint8, ``(T,)``
+    (:func:`afew_keypoints` under ``policy``, default :class:`~emotiw_utils.detect_video.VideoPolicy`), then :meth:`AfewAligner.align`. Returns (faces ``(T, 48, 48)`` uint8, ``(T,)``
     frames with their own face, no face in the whole clip); DataFormatError if the clip cannot be read."""
-    (kps,), _ = afew_keypoints([record], device)
+    (kps,), _ = afew_keypoints([record], device, policy=policy, workers=1)
     frames = load_clip(record, gray=True, audio=False).frames
     return aligner.align(frames, kps, rng)
 
@@ -378,10 +383,13 @@ def _frame_size(record: ClipRecord) -> tuple[int, int] | None:
 
 def align_afew(afew_dir: str | Path, fer_mean: np.ndarray, seed: int = 0, workers: int | None = None,
                device: str = "cpu", splits: Sequence[str] = AFEW_SPLITS, box_scale: float = faces.AFEW_BOX_SCALE,
-               progress: bool = False) -> tuple[dict[str, AfewFaces], AfewAligner, dict]:
+               progress: bool = False, detect_policy: VideoPolicy | None = None,
+               ) -> tuple[dict[str, AfewFaces], AfewAligner, dict]:
     """Align every frame of every AFEW clip onto FER2013 (paper 2.1.2; AFEW's transform from Train).
 
-    Clips are processed in ``workers`` processes (default: all cores); every clip's noise stream is
+    Clips without a keypoint sidecar get MTCNN keypoints under ``detect_policy`` (default
+    :class:`~emotiw_utils.detect_video.VideoPolicy`). Clips are processed in ``workers`` processes
+    (default: all cores); every clip's noise stream is
     :func:`clip_noise` ``(seed, split, index)``, so the result does not depend on ``workers``.
 
     Returns (faces per split, the AFEW aligner: AFEW's alignment and fallback box, info: keypoint sources,
@@ -392,7 +400,7 @@ def align_afew(afew_dir: str | Path, fer_mean: np.ndarray, seed: int = 0, worker
     records = scan_afew(afew_dir, splits)
     if not any(r.split == "Train" for r in records):
         raise DataFormatError(Path(afew_dir), "no Train clips: AFEW's transform is inferred on Train")
-    kps, kp_counts = afew_keypoints(records, device, progress)
+    kps, kp_counts = afew_keypoints(records, device, progress, policy=detect_policy, workers=workers)
     train = [(r, k) for r, k in zip(records, kps) if r.split == "Train"]
     sized = [(k, size) for (r, k), size in zip(train, (_frame_size(r) for r, _ in train)) if size is not None]
     aligner = AfewAligner(fit_afew_alignment([k for _, k in train], fer_mean, box_scale),

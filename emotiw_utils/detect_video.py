@@ -1,0 +1,406 @@
+"""Fast face and keypoint detection in video frames (paper section 2.1.2, step 1, on AFEW's frames).
+
+MTCNN (:class:`emotiw_utils.detect.FaceDetector`) on every full-size frame, searching faces from 20 pixels
+up, is the slow part of stage 01 on real video. Its cost grows with the image it sees and with the
+smallest face it searches for, and AFEW's faces are large. :class:`VideoPolicy` states what is done
+instead, per clip:
+
+1. **Detection resolution.** The smallest face worth finding is ``min_face_fraction`` of the frame's
+   shorter side. Each frame is downscaled (``cv2.INTER_AREA``; never upscaled) so that this face is
+   ``face_px`` pixels (:func:`detection_scale`), and MTCNN searches faces from ``face_px`` up in the
+   downscaled frame. Boxes and keypoints are mapped back to the frame's pixels (:func:`to_frame_pixels`).
+2. **Key frames and interpolation.** MTCNN runs on every ``detect_every``-th frame and on the last one
+   (:func:`key_frames`), in batches. A frame between two detected frames gets its keypoints linearly
+   interpolated between theirs when both found a face and no keypoint moved more than ``max_motion``
+   eye distances from one to the other (:func:`interpolable`); otherwise (a face lost or found, a fast
+   move, a cut) every frame in between is detected as well. ``detect_every=1`` detects every frame.
+3. **One decode, many processes.** Each clip is decoded once, streamed, and its frames downscaled as
+   they come (at most ``window`` frames in memory); clips are spread over worker processes
+   (:func:`detect_clips`, with :func:`emotiw_utils.workers.process_map`: a worker's error reaches the
+   caller intact, naming the clip, and the pool is always shut down).
+
+Each clip's :class:`VideoKeypoints` counts its frames detected and interpolated.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotiw_utils.constants import KEYPOINTS
+from emotiw_utils.errors import DataFormatError
+
+__all__ = [
+    "VideoKeypoints",
+    "VideoPolicy",
+    "detect_clip",
+    "detect_clips",
+    "detect_frames",
+    "detection_scale",
+    "detection_size",
+    "eye_distance",
+    "interpolable",
+    "key_frames",
+    "to_frame_pixels",
+    "track",
+]
+
+_N_KP = len(KEYPOINTS)
+_LE, _RE = KEYPOINTS.index("left_eye"), KEYPOINTS.index("right_eye")
+#: P-Net's input size: MTCNN cannot search for faces smaller than this in the image it sees.
+_PNET_PX = 12
+
+
+@dataclass(frozen=True)
+class VideoPolicy:
+    """How faces are found in video frames (the module docstring describes each step).
+
+    Attributes:
+        min_face_fraction: smallest face worth finding, as a fraction of the frame's shorter side.
+        face_px: that face's side in the downscaled frame MTCNN sees (frames are never upscaled).
+        detect_every: MTCNN on every k-th frame (and the last); 1: on every frame.
+        max_motion: largest keypoint move between two detected frames, in eye distances, that still
+            lets the frames in between be interpolated.
+        batch_size: frames per MTCNN forward pass.
+        window: most decoded frames held at once per clip (rounded down to a multiple of ``detect_every``).
+    """
+
+    min_face_fraction: float = 0.1
+    face_px: float = 32.0
+    detect_every: int = 3
+    max_motion: float = 0.25
+    batch_size: int = 32
+    window: int = 96
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.min_face_fraction <= 1.0:
+            raise ValueError(f"min_face_fraction must be in (0, 1]; got {self.min_face_fraction!r}")
+        if self.face_px < _PNET_PX:
+            raise ValueError(f"face_px must be >= {_PNET_PX} (P-Net's input size); got {self.face_px!r}")
+        if int(self.detect_every) != self.detect_every or self.detect_every < 1:
+            raise ValueError(f"detect_every must be an integer >= 1; got {self.detect_every!r}")
+        if not self.max_motion >= 0.0:
+            raise ValueError(f"max_motion must be >= 0 eye distances; got {self.max_motion!r}")
+        if int(self.batch_size) != self.batch_size or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1; got {self.batch_size!r}")
+        if int(self.window) != self.window or self.window < self.detect_every:
+            raise ValueError(f"window must be an integer >= detect_every ({self.detect_every}); got {self.window!r}")
+
+    @property
+    def span(self) -> int:
+        """Frames per streamed window: the largest multiple of ``detect_every`` not above ``window``."""
+        return self.window - self.window % self.detect_every
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------- geometry
+
+
+def detection_scale(height: int, width: int, min_face_fraction: float, face_px: float) -> float:
+    """Factor (<= 1) by which an ``height x width`` frame is downscaled before MTCNN, so that a face of
+    ``min_face_fraction`` of its shorter side becomes ``face_px`` pixels; 1 when that face is smaller."""
+    if height < 1 or width < 1:
+        raise ValueError(f"frame size must be positive; got {height}x{width}")
+    return float(min(1.0, face_px / (min_face_fraction * min(height, width))))
+
+
+def detection_size(height: int, width: int, policy: VideoPolicy) -> tuple[int, int]:
+    """``(height, width)`` of the image MTCNN sees for an ``height x width`` frame under ``policy``."""
+    s = detection_scale(height, width, policy.min_face_fraction, policy.face_px)
+    return max(1, round(height * s)), max(1, round(width * s))
+
+
+def to_frame_pixels(points: np.ndarray, detection_hw: tuple[int, int], frame_hw: tuple[int, int]) -> np.ndarray:
+    """``(..., 2)`` pixel ``(x, y)`` in the downscaled image of size ``detection_hw`` -> the same points in the
+    frame of size ``frame_hw`` (pixel ``i`` centred at ``i`` in both, as MTCNN and ``cv2.resize`` have it)."""
+    pts = np.asarray(points, dtype=np.float64)
+    ratio = np.array([frame_hw[1] / detection_hw[1], frame_hw[0] / detection_hw[0]])
+    return ((pts + 0.5) * ratio - 0.5).astype(np.float32)
+
+
+def eye_distance(keypoints: np.ndarray) -> np.ndarray:
+    """``(...)`` distance between the two eyes of ``(..., 5, 2)`` keypoints (NaN where there is no face)."""
+    k = np.asarray(keypoints, dtype=np.float64)
+    return np.linalg.norm(k[..., _LE, :] - k[..., _RE, :], axis=-1)
+
+
+# ------------------------------------------------------------------------------ key frames, tracking
+
+
+def key_frames(n: int, every: int) -> np.ndarray:
+    """Indices of the frames MTCNN runs on first: ``0, every, 2 every, ...`` and the last frame."""
+    if n < 0 or every < 1:
+        raise ValueError(f"need n >= 0 and every >= 1; got n={n}, every={every}")
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.append(np.arange(0, n, every), n - 1)).astype(np.int64)
+
+
+def interpolable(a: np.ndarray, b: np.ndarray, max_motion: float) -> bool:
+    """Whether the frames between two detected frames with keypoints ``a`` and ``b`` (``(5, 2)``, NaN: no
+    face) may be interpolated: both have a face and no keypoint moved more than ``max_motion`` times the
+    mean of their two eye distances."""
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return False
+    scale = 0.5 * (eye_distance(a) + eye_distance(b))
+    if not scale > 0:
+        return False
+    return bool(np.linalg.norm(np.asarray(b, np.float64) - np.asarray(a, np.float64), axis=-1).max()
+                <= max_motion * scale)
+
+
+def track(n: int, detect: Callable[[np.ndarray], np.ndarray], every: int, max_motion: float,
+          first: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keypoints of ``n`` consecutive frames, detecting as few as the policy allows.
+
+    Args:
+        n: number of frames.
+        detect: ``detect(indices)`` -> ``(len(indices), 5, 2)`` keypoints of those frames (NaN rows: no face).
+            Called at most twice: the key frames (:func:`key_frames`), then every frame of the gaps that
+            could not be interpolated (:func:`interpolable`).
+        every: detect every ``every``-th frame first.
+        max_motion: see :func:`interpolable`.
+        first: keypoints of frame 0 when they are known already (it is then not detected again).
+
+    Returns:
+        (keypoints ``(n, 5, 2)`` float64, detected ``(n,)`` bool: MTCNN ran on the frame, interpolated
+        ``(n,)`` bool). Every frame is either detected or interpolated (frame 0 neither when ``first``
+        is given).
+    """
+    kps = np.full((n, _N_KP, 2), np.nan)
+    detected = np.zeros(n, dtype=bool)
+    interpolated = np.zeros(n, dtype=bool)
+    if n == 0:
+        return kps, detected, interpolated
+    keys = key_frames(n, every)
+    todo = keys[1:] if first is not None else keys
+    if first is not None:
+        kps[0] = first
+    if len(todo):
+        kps[todo] = detect(todo)
+        detected[todo] = True
+    redo = []
+    for a, b in itertools.pairwise(keys):
+        if b - a < 2:
+            continue
+        if interpolable(kps[a], kps[b], max_motion):
+            t = (np.arange(a + 1, b) - a) / (b - a)
+            kps[a + 1:b] = kps[a][None] + t[:, None, None] * (kps[b] - kps[a])[None]
+            interpolated[a + 1:b] = True
+        else:
+            redo.extend(range(a + 1, b))
+    if redo:
+        idx = np.asarray(redo, dtype=np.int64)
+        kps[idx] = detect(idx)
+        detected[idx] = True
+    return kps, detected, interpolated
+
+
+# ------------------------------------------------------------------------------------------ one clip
+
+
+@dataclass(frozen=True)
+class VideoKeypoints:
+    """One clip's keypoints and how they were obtained.
+
+    Attributes:
+        keypoints: ``(T, 5, 2)`` float32 pixel ``(x, y)`` in the frame (``constants.KEYPOINTS`` order); NaN
+            rows where no face was found.
+        detected: ``(T,)`` bool: MTCNN ran on the frame.
+        interpolated: ``(T,)`` bool: keypoints interpolated between two detected frames.
+        frame_size: ``(height, width)`` of the frames.
+        detection_size: ``(height, width)`` of the downscaled frames MTCNN saw.
+    """
+
+    keypoints: np.ndarray
+    detected: np.ndarray
+    interpolated: np.ndarray
+    frame_size: tuple[int, int]
+    detection_size: tuple[int, int]
+
+    def __len__(self) -> int:
+        return len(self.keypoints)
+
+    @property
+    def found(self) -> np.ndarray:
+        """``(T,)`` bool: the frame has keypoints (detected or interpolated)."""
+        return np.isfinite(self.keypoints).all(axis=(1, 2))
+
+    def counts(self) -> dict[str, int]:
+        """Frames, frames detected by MTCNN, frames interpolated, frames with a face."""
+        return {"frames": len(self), "detected": int(self.detected.sum()),
+                "interpolated": int(self.interpolated.sum()), "with_face": int(self.found.sum())}
+
+
+class _FrameError(ValueError):
+    """Frames that :func:`detect_frames` cannot work on (none, or of different sizes)."""
+
+
+def _downscale(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    if frame.shape[:2] == size:
+        return np.ascontiguousarray(frame)
+    return cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+
+
+def detect_frames(frames: Iterator[np.ndarray] | Sequence[np.ndarray], detector: Any,
+                  policy: VideoPolicy = VideoPolicy()) -> VideoKeypoints:
+    """:class:`VideoPolicy` detection on a clip's ``(H, W, 3)`` uint8 RGB frames, given as a sequence or
+    streamed from an iterator. Frames are taken in windows of ``policy.span + 1`` downscaled frames (the
+    last frame of a window, a key frame, starts the next one), so memory does not grow with the clip.
+
+    Args:
+        frames: the clip's frames, all of one size.
+        detector: an :class:`emotiw_utils.detect.FaceDetector`; its ``min_face_size`` is set here to the
+            policy's face size in the downscaled frame (at least P-Net's 12 pixels).
+        policy: the detection policy.
+
+    Raises:
+        ValueError: no frame, or frames of different sizes.
+    """
+    frame_hw: tuple[int, int] | None = None
+    det_hw: tuple[int, int] = (0, 0)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    carry: np.ndarray | None = None  # keypoints (detection pixels) of the frame that starts the window
+    buf: list[np.ndarray] = []
+    span = policy.span
+
+    def run(images: list[np.ndarray]) -> np.ndarray:
+        return detector.detect(images, batch_size=policy.batch_size).keypoints.astype(np.float64)
+
+    def flush(final: bool) -> None:
+        nonlocal carry, buf
+        k, det, interp = track(len(buf), lambda idx: run([buf[i] for i in idx]), policy.detect_every,
+                               policy.max_motion, first=carry)
+        if carry is not None:  # frame 0 of this window is the last frame of the previous one: emitted there
+            k, det, interp = k[1:], det[1:], interp[1:]
+        parts.append((k, det, interp))
+        carry, buf = (None, []) if final else (k[-1], [buf[-1]])
+
+    for i, frame in enumerate(frames):
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise _FrameError(f"frame {i} must be an (H, W, 3) uint8 RGB array; got {frame.shape} {frame.dtype}")
+        if frame_hw is None:
+            frame_hw = frame.shape[:2]
+            det_hw = detection_size(*frame_hw, policy)
+            min_face = policy.min_face_fraction * min(frame_hw) * (det_hw[0] / frame_hw[0])
+            detector.min_face_size = max(float(_PNET_PX), min(float(policy.face_px), min_face))
+        elif frame.shape[:2] != frame_hw:
+            raise _FrameError(f"frame {i} is {frame.shape[1]}x{frame.shape[0]}, the first frame "
+                             f"{frame_hw[1]}x{frame_hw[0]}: a clip's frames must all have one size")
+        buf.append(_downscale(frame, det_hw))
+        if len(buf) == span + 1:
+            flush(final=False)
+    if frame_hw is None:
+        raise _FrameError("no frame to detect faces in")
+    if buf and (carry is None or len(buf) > 1):
+        flush(final=True)
+    kps = np.concatenate([p[0] for p in parts])
+    return VideoKeypoints(
+        keypoints=to_frame_pixels(kps, det_hw, frame_hw),
+        detected=np.concatenate([p[1] for p in parts]),
+        interpolated=np.concatenate([p[2] for p in parts]),
+        frame_size=tuple(frame_hw), detection_size=det_hw)
+
+
+def _iter_rgb_frames(path: Path) -> Iterator[np.ndarray]:
+    """The video frames of ``path`` as ``(H, W, 3)`` uint8 RGB, decoded one at a time; DataFormatError if
+    the file cannot be opened or decoded, or holds no video stream."""
+    import av
+
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise DataFormatError(path, f"cannot open video: {e}") from e
+    with container:
+        if not container.streams.video:
+            raise DataFormatError(path, "no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+        except (av.FFmpegError, ValueError) as e:
+            raise DataFormatError(path, f"cannot decode video: {e}") from e
+
+
+def detect_clip(path: str | Path, detector: Any, policy: VideoPolicy = VideoPolicy()) -> VideoKeypoints:
+    """Decode the video at ``path`` once (streamed) and run :func:`detect_frames` on it.
+
+    Raises:
+        DataFormatError: the file is missing, cannot be opened or decoded, has no video stream or no frame.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataFormatError(p, "file not found")
+    try:
+        return detect_frames(_iter_rgb_frames(p), detector, policy)
+    except _FrameError as e:
+        raise DataFormatError(p, str(e)) from e
+
+
+# ------------------------------------------------------------------------------------------ many clips
+
+_WORKER: dict = {}
+
+
+def _init_worker(device: str, policy: VideoPolicy) -> None:
+    """Once per worker process: one thread for torch and OpenCV (the processes are the parallelism) and the
+    MTCNN weights loaded once."""
+    import cv2
+    import torch
+
+    from emotiw_utils.detect import FaceDetector
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    _WORKER.update(detector=FaceDetector(device=device, min_face_size=policy.face_px), policy=policy)
+
+
+def _init_here(device: str, policy: VideoPolicy) -> None:
+    """The single-process variant of :func:`_init_worker` (leaves this process's thread settings alone)."""
+    from emotiw_utils.detect import FaceDetector
+
+    _WORKER.update(detector=FaceDetector(device=device, min_face_size=policy.face_px), policy=policy)
+
+
+def _detect_task(path: str) -> VideoKeypoints | DataFormatError:
+    try:
+        return detect_clip(path, _WORKER["detector"], _WORKER["policy"])
+    except DataFormatError as e:  # an unreadable clip is a result (counted by the caller), not a failure
+        return e
+
+
+def detect_clips(paths: Sequence[str | Path], policy: VideoPolicy = VideoPolicy(), workers: int | None = 0,
+                 device: str = "cpu", progress: bool = False) -> list[VideoKeypoints | DataFormatError]:
+    """:func:`detect_clip` of every clip, in the order of ``paths``, over ``workers`` processes (0 or None:
+    all cores; 1: in this process, as always on a GPU).
+
+    Returns:
+        One entry per path: its :class:`VideoKeypoints`, or the :class:`DataFormatError` saying why it could
+        not be read (the caller counts and reports it).
+
+    Raises:
+        Any other error of a worker, intact, with the clip named; ``WorkerCrashed`` when a worker process
+        died (:func:`emotiw_utils.workers.process_map`).
+    """
+    from emotiw_utils.device import torch_device
+    from emotiw_utils.workers import process_map, resolve_workers
+
+    paths = [str(p) for p in paths]
+    if not paths:
+        return []
+    # CPU: one process per core; an accelerator: this process alone (CUDA does not survive fork), batched
+    n = resolve_workers(workers, len(paths)) if torch_device(device).type == "cpu" else 1
+    init = _init_worker if n > 1 else _init_here
+    return list(process_map(_detect_task, paths, n, names=paths, initializer=init, initargs=(device, policy),
+                            progress=progress, desc="detecting faces", unit="clip"))
