@@ -7,7 +7,8 @@ pushes one video through the whole chain with the one-clip pieces of each stage'
 
 * frames decoded with PyAV (any container and codec it reads), converted to gray as the dataset reader does;
   five keypoints per frame from the video's keypoint sidecar when it has one (the synthetic clips do), else
-  from MTCNN (:class:`emotiw_utils.detect.FaceDetector`), as stage 01 finds them;
+  from MTCNN under the run's own video detection policy (:func:`emotiw_utils.detect_video.detect_frames` with
+  stage 01's ``min_face_fraction`` and ``detect_every``), as stage 01 finds them;
 * aligned with the run's AFEW aligner (:meth:`emotiw_utils.aligned.AfewAligner.align`), the border noise drawn
   from :func:`emotiw_utils.aligned.clip_noise`;
 * the CNN's per-frame logits (and the layer the IRNN reads), then :func:`emotiw_utils.irnn.predict_frames`,
@@ -107,6 +108,9 @@ class RunModels:
     search: Any
     device: str = "cpu"
     submission: int | None = None
+    #: stage 01's face detection in video frames (:class:`emotiw_utils.detect_video.VideoPolicy`; None: a run
+    #: made before it had one, which ran MTCNN on every full-size frame)
+    detect_policy: Any = None
     _detector: Any = field(default=None, repr=False)
 
     @classmethod
@@ -137,12 +141,18 @@ class RunModels:
         if layer is None:
             raise DataFormatError(irnn_path, "the checkpoint does not say which CNN layer the network reads")
         search = records.read(mdir, stages.SEARCH)
+        params = manifest.get("parameters", {})
+        policy = None
+        if "min_face_fraction" in params and "detect_every" in params:
+            from .detect_video import VideoPolicy
+
+            policy = VideoPolicy(min_face_fraction=params["min_face_fraction"], detect_every=params["detect_every"])
         return cls(run_dir=mdir, seed=int(manifest["seed"]), aligner=aligner,
                    cnn=cnn.load_cnn(stages.CNN.require(mdir, "cnn"), device=device), irnn=irnn_ck,
                    irnn_layer=str(layer), kavg_svm=kavg.load_svm(mdir), kavg_k=int(records.read(mdir, stages.KAVG).k),
                    audio=audio.AudioModel.load(mdir), activity=activity_features.ActivityModel.load(mdir),
                    fusion=fusion.load_regime(mdir, search.fusion_regime, device=device), search=search,
-                   device=device, submission=submission)
+                   device=device, submission=submission, detect_policy=policy)
 
     @property
     def modalities(self) -> list[str]:
@@ -156,12 +166,18 @@ class RunModels:
 
     def keypoints(self, rgb: np.ndarray) -> np.ndarray:
         """``(T, 5, 2)`` MTCNN keypoints of ``(T, H, W, 3)`` RGB frames (NaN rows: no face), as stage 01 finds
-        them for a clip without a sidecar."""
-        if self._detector is None:
-            from .detect import FaceDetector
+        them for a clip without a sidecar: under its :attr:`detect_policy`, or on every full-size frame."""
+        from .detect import FaceDetector
 
-            self._detector = FaceDetector(device=self.device)
-        return self._detector.detect(rgb).keypoints
+        if self.detect_policy is None:
+            if self._detector is None:
+                self._detector = FaceDetector(device=self.device)
+            return self._detector.detect(rgb).keypoints
+        from .detect_video import detect_frames
+
+        if self._detector is None:
+            self._detector = FaceDetector(device=self.device, min_face_size=self.detect_policy.face_px)
+        return detect_frames(list(rgb), self._detector, self.detect_policy).keypoints
 
 
 # ---------------------------------------------------------------------------------------- one window, one video
