@@ -408,17 +408,23 @@ def iter_frame_chunks(path: str | Path, chunk: int | None) -> Iterator[np.ndarra
         raise DataFormatError(p, "no video frame could be decoded")
 
 
-def _audio_track(path: Path) -> tuple[np.ndarray | None, str]:
-    """The whole audio track at 16 kHz and ``"ok"``, or None and why not (:data:`emotiw_utils.audio.STATUSES`)."""
-    from .datasets.video import NoAudioError, read_audio
+def _audio_track(path: Path, video_s: float | None = None) -> tuple[np.ndarray | None, str]:
+    """The whole audio track at 16 kHz and ``"ok"``, or None and why not (:data:`emotiw_utils.audio.STATUSES`).
+    ``video_s``: the video's length, when the track is used as one clip: a track that ends well before the
+    video (:func:`emotiw_utils.datasets.video.audio_short`) is ``"truncated"``, as the audio stage has it (the
+    track is returned for the timeline, not used)."""
+    from .datasets.video import NoAudioError, audio_short, read_audio
     from .errors import DataFormatError
 
     try:
-        return read_audio(path, AUDIO_SR), "ok"
+        x = read_audio(path, AUDIO_SR)
     except NoAudioError:
         return None, "no audio"
     except (DataFormatError, OSError):
         return None, "unreadable"
+    if video_s is not None and audio_short(len(x) / AUDIO_SR, video_s):
+        return x, "truncated"
+    return x, "ok"
 
 
 def _envelope(signal: np.ndarray | None, points: int = WAVE_POINTS) -> tuple[np.ndarray, np.ndarray]:
@@ -488,7 +494,7 @@ def predict_video(path: str | Path, models: RunModels, window: float | None = No
         kps_all = read_keypoints(sidecar) if sidecar.is_file() else None
         if kps_all is not None:
             out.notes.append(f"keypoints from the sidecar {sidecar.name} (not detected)")
-        signal, audio_status = _audio_track(path)
+        signal, audio_status = _audio_track(path, info.duration_s if chunk is None else None)
         rng = noise if noise is not None else clip_noise(models.seed, NOISE_SPLIT, 0)
         start = 0
         for rgb in iter_frame_chunks(path, chunk):
@@ -498,8 +504,8 @@ def predict_video(path: str | Path, models: RunModels, window: float | None = No
                 kps = np.full((n, *kps_all.shape[1:]), np.nan)
                 part = kps_all[start:start + n]
                 kps[:len(part)] = part
-            seg_signal = signal
-            if signal is not None and chunk is not None:
+            seg_signal = signal if audio_status == "ok" else None
+            if seg_signal is not None and chunk is not None:
                 a = int(round(start / out.fps * AUDIO_SR))
                 b = len(signal) if n < chunk else int(round((start + n) / out.fps * AUDIO_SR))
                 seg_signal = signal[a:b]

@@ -77,6 +77,8 @@ def test_audio_track_and_envelope(tmp_path):
     x, status = predict._audio_track(with_audio)
     assert status == "ok" and len(x) == len(sig)
     assert predict._audio_track(without) == (None, "no audio")
+    assert predict._audio_track(with_audio, video_s=0.5)[1] == "ok"
+    assert predict._audio_track(with_audio, video_s=2.0)[1] == "truncated"  # 0.5 s of audio for 2 s
     t, env = predict._envelope(x, points=100)
     assert len(t) == len(env) == 100 and np.all(np.diff(t) > 0) and env.max() == pytest.approx(0.5, abs=0.01)
     assert [len(a) for a in predict._envelope(None)] == [0, 0]
