@@ -280,7 +280,7 @@ def test_layer_run_trains_on_the_train_and_select_splits_only(tmp_path):
 
 
 def test_reapply_gives_back_the_stage_probabilities_exactly(tmp_path):
-    from emotiw_utils import artifacts, stages
+    from emotiw_utils import artifacts, records, stages
     from emotiw_utils.frame_features import load_frame_features
     from emotiw_utils.irnn import IrnnCheckpoint, SequenceSettings, fit_and_predict, fit_scaler, predict_frames, reapply
     from emotiw_utils.protocol import check_partition
@@ -295,7 +295,9 @@ def test_reapply_gives_back_the_stage_probabilities_exactly(tmp_path):
     r = fit_and_predict(seqs, {s: f.labels for s, f in frames.items()}, check_partition(["Train"], "Val"),
                         SequenceSettings(**SMALL), seed=0)
     save_irnn(stages.IRNN.path(tmp_path, "irnn"), r.model, scaler, r.history, extra={"feature_layer": "logits"})
-    for split in ("Val", "Test"):  # what chapter 03 writes, read back
+    records.IrnnRecord(partition=records.PartitionRecord.of(check_partition(["Train"], "Val")),
+                       feature_layer="logits").write(stages.IRNN.dir(tmp_path))
+    for split in ("Train", "Val", "Test"):  # what chapter 03 writes, read back
         artifacts.save_clip_probs(stages.IRNN.path(tmp_path, "clip_probs", split=split), frames[split].clip_ids,
                                   r.probs[split], frames[split].labels)
         _, stored, _ = artifacts.load_clip_probs(stages.IRNN.path(tmp_path, "clip_probs", split=split))
