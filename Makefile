@@ -17,7 +17,7 @@ VPY := $(VENV)/bin/python
 EMOTIW := $(VENV)/bin/emotiw
 STAMP := $(VENV)/.installed
 
-.PHONY: help install data run book test browser clean
+.PHONY: help install data run book test browser clean wheels
 # Targets run in the order written (book = install, data, run, book) even under make -j.
 .NOTPARALLEL:
 
@@ -57,6 +57,11 @@ browser: ## install Debian's chromium (apt-get, as root) for the browser test of
 	@if command -v chromium >/dev/null 2>&1; then echo "chromium: $$(command -v chromium)"; \
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	else echo "error: run 'sudo make browser' (or: sudo apt-get install chromium)" >&2; exit 1; fi
+
+# Wheels for bench/gpu_suite.sh on a GPU machine that reaches no registry (Linux x86_64, CPython 3.12 unless
+# WHEELS_PY=3.11): bench/gpu_wheels.txt into .wheels/ (git-ignored); prints the size that travels (<= 64 MiB).
+wheels: ## download the wheels the GPU suite installs (bench/gpu_suite.sh) into .wheels/
+	PYTHON=$(PYTHON) bash bench/fetch_wheels.sh
 
 clean: ## remove the rendered book, executed notebooks and run artifacts (keeps .venv and data/)
 	rm -rf _build book/executed runs
