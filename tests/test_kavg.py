@@ -176,6 +176,14 @@ def test_reapply_reads_the_run_and_gives_back_the_stage_probabilities(tmp_path):
                        gamma="scale", k=4).write(stages.KAVG.dir(tmp_path))
     model_store.save_model(stages.KAVG.path(tmp_path, "svm"), model)
     stored = svm.predict_proba_full(model, k_average_clips(ft, offt, 4))  # what chapter 04 writes
+    # chapter 04 writes every clip of a split: here Test also holds a clip stage 01 could not read (no frames),
+    # given the class prior of the training split (the clip policy)
+    prior = np.bincount(y, minlength=7) / len(y)
+    artifacts.save_clip_probs(stages.KAVG.path(tmp_path, "clip_probs", split="Train"),
+                              [f"Train{i}" for i in range(30)], svm.predict_proba_full(model, k_average_clips(f, off, 4)), y)
+    artifacts.save_clip_probs(stages.KAVG.path(tmp_path, "clip_probs", split="Test"),
+                              ["Test_unreadable"] + [f"Test{i}" for i in range(12)], np.vstack([prior, stored]),
+                              np.full(13, -1))
     again = reapply(tmp_path, "Test")
-    np.testing.assert_array_equal(again, stored)
-    assert again.shape == (12, 7) and again.dtype == np.float64
+    np.testing.assert_array_equal(again, np.vstack([prior, stored]))
+    assert again.shape == (13, 7) and again.dtype == np.float64
