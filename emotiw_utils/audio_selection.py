@@ -11,11 +11,11 @@ points tied and the choice among them moves speaker-independent accuracy by abou
 * :func:`cross_validate`: every grid point of a classifier fitted on ``k - 1`` folds and scored on the
   left-out one, for every fold; the score of a point is its mean held-out accuracy over the folds.
 * :func:`choose`, the tie rule: among the points with the best mean accuracy, the **smallest model**:
-  fewest PCA components, then smallest C, then smallest gamma (``"scale"`` counts as its value on
-  standardised or whitened inputs, 1 / the number of inputs). When the folds cannot tell points apart,
+  fewest PCA components, then smallest C, then smallest gamma (``"scale"`` counts as 1 / the number of
+  inputs, its value on unit-variance inputs). When the folds cannot tell points apart,
   the one with the least capacity to fit the training speakers' idiosyncrasies (fewer dimensions, a wider
   margin, a smoother kernel) is the safer bet for unseen speakers, and the cheapest.
-* :data:`CANDIDATES`: the paper's model (standardisation -> whitened PCA -> RBF SVM,
+* :data:`CANDIDATES`: the paper's model (standardisation -> PCA -> RBF SVM,
   :func:`emotiw_utils.audio.fit_audio_model`'s pipeline) and the alternatives compared with it: an RBF
   SVM without PCA, a linear SVM and logistic regression on the standardised IS10 features, and an RBF SVM
   on the 88 eGeMAPSv02 functionals (:mod:`emotiw_utils.egemaps`). Every classifier standardises its inputs
@@ -234,7 +234,8 @@ def _gamma_value(gamma: Any, n_inputs: int) -> float:
 def choose(name: str, grid: Any, n_features: int) -> dict[str, Any]:
     """The chosen row of :func:`cross_validate`'s ``grid`` (a dict): the best ``cv_acc``; ties (equal to
     1e-12) go to the smallest model: fewest PCA components, then smallest C, then smallest gamma
-    (``"scale"`` counts as 1 / the number of SVM inputs: the PCA size, or ``n_features`` without PCA)."""
+    (``"scale"`` counts as 1 / the number of SVM inputs, the PCA size or ``n_features`` without PCA: its value
+    on unit-variance inputs)."""
     cand = _candidate(name)
     rows = grid.to_dict(orient="records")
     if not rows:

@@ -189,6 +189,11 @@ def test_audio_model_round_trip_is_exact(tmp_path):
     np.testing.assert_array_equal(back.probs(xv)[1], model.prior)  # the clip without audio
     np.testing.assert_array_equal(back.fusion_inputs(xv), model.fusion_inputs(xv))
     assert type(back.model.named_steps["pca"]) is audio.CappedPCA
+    assert not back.model.named_steps["pca"].whiten  # the SVM's PCA reduces, it does not whiten
+    # fitted components are C-ordered like the loaded ones: the same BLAS path, bit-identical projections
+    assert model.model.named_steps["pca"].components_.flags["C_CONTIGUOUS"]
+    ok = np.isfinite(xv).all(1)
+    np.testing.assert_array_equal(back.model.model[:-1].transform(xv[ok]), model.model.model[:-1].transform(xv[ok]))
 
 
 def test_reapply_recomputes_a_finished_split(tmp_path):
