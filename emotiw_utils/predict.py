@@ -297,8 +297,8 @@ def predict_segment(models: RunModels, rgb: np.ndarray, audio_signal: np.ndarray
 @dataclass
 class VideoPrediction:
     """What :func:`predict_video` found for one file. ``status``: ``ok``, ``unreadable`` (``error`` then says
-    why), or the problems found joined by ``+`` (``no_audio``, ``no_face``, ``too_short``, e.g.
-    ``no_audio+no_face``); ``notes``: the clip policy applied, in words; ``window_s``: the window length (None:
+    why), or the problems found joined by ``+`` (``no_audio``, ``audio_short``, ``no_face``, ``too_short``, e.g.
+    ``no_audio+no_face``; the names of :mod:`emotiw_utils.clip_policy`); ``notes``: the clip policy applied, in words; ``window_s``: the window length (None:
     one clip)."""
 
     path: Path
@@ -442,7 +442,9 @@ def _status(segments: Sequence[Segment]) -> tuple[str, list[str]]:
     flags, notes = [], []
     bad_audio = sorted({s.audio_status for s in segments if s.audio_status != "ok"})
     if bad_audio:
-        flags.append("no_audio")
+        # the clip policy's names (emotiw_utils.clip_policy): a track cut short is audio_short, any other
+        # unusable track (none, silent, too short, undecodable) leaves the clip without audio
+        flags.append("audio_short" if bad_audio == ["truncated"] else "no_audio")
         where = "" if len(segments) == 1 else f" in {sum(s.audio_status != 'ok' for s in segments)} of " \
                                                f"{len(segments)} windows"
         notes.append(f"audio: {', '.join(bad_audio)}{where}: the audio model gives the class prior of its "

@@ -108,6 +108,7 @@ def test_clip_policy_statuses_and_notes(tmp_path):
     assert any("class prior" in n for n in notes) and any("fallback face box" in n for n in notes)
     status, notes = predict._status([_segment(0, 8, 0, audio="silent"), _segment(8, 8, 1)])
     assert status == "no_audio" and "silent in 1 of 2 windows" in notes[0]
+    assert predict._status([_segment(0, 8, 0, audio="truncated")])[0] == "audio_short"
     short = _segment(0, 4, 2)
     short.too_short = True
     status, notes = predict._status([short])
