@@ -351,6 +351,9 @@ def detect_clip(path: str | Path, detector: Any, policy: VideoPolicy = VideoPoli
 # ------------------------------------------------------------------------------------------ many clips
 
 _WORKER: dict = {}
+#: How detection workers start: ``spawn``, because a process that has run multi-threaded torch (MTCNN on
+#: FER2013 in the same stage, say) cannot safely fork workers that run torch again (they can wait for ever).
+_START_METHOD = "spawn"
 
 
 def _init_worker(device: str, policy: VideoPolicy) -> None:
@@ -403,4 +406,4 @@ def detect_clips(paths: Sequence[str | Path], policy: VideoPolicy = VideoPolicy(
     n = resolve_workers(workers, len(paths)) if torch_device(device).type == "cpu" else 1
     init = _init_worker if n > 1 else _init_here
     return list(process_map(_detect_task, paths, n, names=paths, initializer=init, initargs=(device, policy),
-                            progress=progress, desc="detecting faces", unit="clip"))
+                            progress=progress, desc="detecting faces", unit="clip", start_method=_START_METHOD))

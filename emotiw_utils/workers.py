@@ -29,14 +29,16 @@ def resolve_workers(workers: int | None, n_items: int) -> int:
     return max(1, min(int(workers or 0) or (os.cpu_count() or 1), max(1, n_items)))
 
 
-def _context():
+def _context(start_method: str | None = None):
+    if start_method is not None:
+        return mp.get_context(start_method)
     return mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
 
 
 def process_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int | None = 0, *,
                 names: Sequence[str] | None = None, initializer: Callable | None = None,
                 initargs: tuple = (), progress: bool = False, desc: str = "", unit: str = "clip",
-                max_pending: int | None = None) -> Iterator[Any]:
+                max_pending: int | None = None, start_method: str | None = None) -> Iterator[Any]:
     """``fn(item)`` of every item, yielded in the order of ``items``, computed in ``workers`` processes.
 
     Args:
@@ -48,6 +50,9 @@ def process_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int | N
         progress, desc, unit: a tqdm bar.
         max_pending: items submitted ahead of the one being yielded (default ``4 * workers``), so that
             the results waiting to be consumed stay few.
+        start_method: how worker processes start (default ``fork`` where available). ``spawn`` for work
+            that runs torch in the workers when this process may have run multi-threaded torch already: a
+            forked child can then wait for ever on a lock held by one of the parent's threads.
 
     Raises:
         WorkerCrashed: a worker process died; the message names the item(s) in flight.
@@ -72,7 +77,7 @@ def process_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int | N
                     bar.update(1)
             return
         ahead = max_pending or 4 * n_workers
-        pool = ProcessPoolExecutor(n_workers, mp_context=_context(), initializer=initializer, initargs=initargs)
+        pool = ProcessPoolExecutor(n_workers, mp_context=_context(start_method), initializer=initializer, initargs=initargs)
         futures: dict[int, Any] = {}
         try:
             nxt = 0

@@ -230,6 +230,7 @@ def _failing_detect_clip(path, detector, policy):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_detect_clips_counts_unreadable_and_raises_worker_errors_intact(tmp_path, monkeypatch, workers):
+    monkeypatch.setattr(dv, "_START_METHOD", "fork")  # the stand-ins below reach forked workers only
     monkeypatch.setattr(dv, "_init_worker", _cheap_init)
     monkeypatch.setattr(dv, "_init_here", _cheap_init)
     good = _write_clip(tmp_path / "good.avi")
@@ -247,6 +248,18 @@ def test_detect_clips_counts_unreadable_and_raises_worker_errors_intact(tmp_path
     with pytest.raises(KeyError, match="the worker's own error") as info:
         dv.detect_clips([good, boom, good], workers=workers)
     assert any(str(boom) in note for note in getattr(info.value, "__notes__", []))
+
+
+def test_detect_clips_spawned_workers_run_mtcnn(tmp_path):
+    """The real path: spawned workers load MTCNN and return one result per clip, in order (this process
+    ran multi-threaded MTCNN first, after which forked workers could hang)."""
+    from emotiw_utils.detect import FaceDetector
+
+    FaceDetector().detect(np.zeros((2, 40, 40, 3), np.uint8))
+    clips = [_write_clip(tmp_path / f"c{i}.avi", n=4 + i) for i in range(3)]
+    res = dv.detect_clips([clips[0], tmp_path / "missing.avi", clips[1], clips[2]], workers=2)
+    assert [len(r) if isinstance(r, dv.VideoKeypoints) else None for r in res] == [4, None, 5, 6]
+    assert isinstance(res[1], DataFormatError)
 
 
 # ------------------------------------------------------------------------------ real CREMA-D clips
