@@ -414,7 +414,7 @@ def align_afew(afew_dir: str | Path, fer_mean: np.ndarray, seed: int = 0, worker
         tasks.append((r, k, seed, i))
     results = list(process_map(_align_task, tasks, workers, names=[str(t[0].path) for t in tasks],
                                initializer=_init_worker, initargs=(aligner,), progress=progress,
-                               desc="aligning AFEW"))
+                               desc="aligning AFEW", start_method="spawn"))  # forked after torch: can hang
 
     out: dict[str, AfewFaces] = {}
     unreadable, statuses = [], {}
