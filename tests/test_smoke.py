@@ -185,6 +185,6 @@ def test_every_persisted_model_gives_back_its_stage_test_probabilities(smoke):
         if "clip_probs" not in st.artifacts:
             continue
         for key in st.models:
-            assert list(st.dir(run).glob(st.artifact(key).glob())), f"{st.name}: persisted model {key} missing"
+            assert list(st.dir(run).glob(st.artifact(key).glob)), f"{st.name}: persisted model {key} missing"
         _, stored, _ = artifacts.load_clip_probs(st.path(run, "clip_probs", split="Test"))
         assert np.array_equal(reapply[st](), stored), st.name
