@@ -1,6 +1,7 @@
 """Throughput of MTCNN keypoint detection (emotiw_utils.detect, paper section 2.1.2 step 1).
 
 Usage: python bench/bench_detect.py [--device cpu|cuda|auto] [--n-fer 2000] [--n-frames 256] [--batch-size 64]
+       python bench/bench_detect.py --video [--sizes 480x360,720x576,1920x1080] [--workers 2]
 
 Prints images/s of
 * detect_static_faces on the first --n-fer rows of the real FER2013 (48x48 gray; ../shared/data next
@@ -8,6 +9,18 @@ Prints images/s of
 * FaceDetector on --n-frames synthetic 144x176 RGB video frames (scikit-image's astronaut, resized, with
   small shifts and noise so that no two frames are equal).
 Exits with a message when the FER2013 file is absent.
+
+``--video``: stage 01's detection on real video frames, before and after emotiw_utils.detect_video. The six
+real CREMA-D clips (../shared/data/cremad_sample, or --cremad DIR; 480x360) are resized (bicubic) to each
+size of --sizes and written as MPEG-4 AVI (AFEW's codec) into an AFEW-like tree (a third of them in Val).
+For each size it prints frames/s and detection rate of
+* before: each clip decoded (full-size RGB) and MTCNN (min_face_size 20 px) on every full-size frame, one
+  clip at a time (stage 01's former loop);
+* after: emotiw_utils.detect_video.detect_clips with the default VideoPolicy in --workers processes;
+and of decode + detection + alignment (``aligned.align_afew``: probe, fit, decode again in gray and align in
+--workers processes; for "before" its detection is replaced by keypoint sidecars holding the "before"
+keypoints, so its time is added to the before loop's), plus the mean keypoint difference of "after" to
+"before" over the frames where both found a face, as a fraction of the before frame's eye distance.
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ from emotiw_utils.detect import FaceDetector, detect_static_faces
 from emotiw_utils.device import device_description, resolve_device
 
 FER_GZ = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013" / "fer2013.csv.gz"
+CREMAD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cremad_sample"
 
 
 def first_fer_rows(path: Path, n: int) -> np.ndarray:
@@ -62,14 +76,107 @@ def timed(fn, n: int) -> tuple[float, object]:
     return n / (time.perf_counter() - t0), result
 
 
+def _make_videos(cremad: Path, size: tuple[int, int], root: Path, n_clips: int) -> list[Path]:
+    """The first ``n_clips`` CREMA-D clips resized to ``size`` (width, height) as MPEG-4 AVI in an AFEW-like tree
+    under ``root`` (the last third, at least one, in Val; the others in Train)."""
+    import cv2
+
+    from emotiw_utils.datasets.video import read_frames_and_fps, write_clip
+
+    emotions = {"ANG": "Angry", "DIS": "Disgust", "FEA": "Fear", "HAP": "Happy", "NEU": "Neutral", "SAD": "Sad"}
+    out = []
+    clips = sorted(cremad.glob("*.flv"))[:n_clips]
+    for i, clip in enumerate(clips):
+        frames, fps = read_frames_and_fps(clip)
+        big = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_CUBIC) for f in frames])
+        d = root / ("Val" if i >= len(clips) - max(1, len(clips) // 3) else "Train") / emotions[clip.stem.split("_")[2]]
+        d.mkdir(parents=True, exist_ok=True)
+        out.append(write_clip(d / f"{clip.stem}.avi", big, fps=fps, qscale=3))
+    return out
+
+
+def _keypoint_difference(after: np.ndarray, before: np.ndarray) -> tuple[float, int]:
+    """Mean over frames with a face in both of the mean keypoint distance / the before eye distance."""
+    from emotiw_utils.detect_video import eye_distance
+
+    both = np.isfinite(after).all(axis=(1, 2)) & np.isfinite(before).all(axis=(1, 2))
+    err = np.linalg.norm(after[both] - before[both], axis=-1).mean(axis=1) / eye_distance(before[both])
+    return float(err.mean()), int(both.sum())
+
+
+def video_mode(args) -> None:
+    import tempfile
+
+    import torch
+
+    from emotiw_utils import aligned
+    from emotiw_utils.datasets.keypoints import keypoints_path_for, write_keypoints
+    from emotiw_utils.datasets.video import read_frames
+    from emotiw_utils.detect_video import VideoPolicy, detect_clips
+
+    if not args.cremad.is_dir() or not list(args.cremad.glob("*.flv")):
+        sys.exit(f"real CREMA-D clips not found in {args.cremad} (pass --cremad DIR); nothing benchmarked")
+    policy = VideoPolicy()
+    fer_mean = np.array([[15.0, 18], [33, 18], [24, 27], [17, 35], [31, 35]])  # a FER-like 48x48 mean shape
+    print(f"torch threads {torch.get_num_threads()}; workers {args.workers}; python {platform.python_version()}; "
+          f"policy {policy.to_dict()}")
+    det = FaceDetector(device="cpu", min_face_size=20)
+    det.detect(synthetic_frames(4))  # warm-up
+    for size_s in args.sizes.split(","):
+        w, h = (int(v) for v in size_s.split("x"))
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            paths = _make_videos(args.cremad, (w, h), root, args.clips)
+            # before: decode full-size RGB, MTCNN min 20 px on every full-size frame, one clip at a time
+            t0 = time.perf_counter()
+            before = [det.detect(read_frames(p), batch_size=64).keypoints for p in paths]
+            t_before = time.perf_counter() - t0
+            n = sum(len(k) for k in before)
+            rate_before = float(np.mean(np.concatenate([np.isfinite(k).all(axis=(1, 2)) for k in before])))
+            # after: the fast path
+            t0 = time.perf_counter()
+            after = detect_clips(paths, policy, workers=args.workers)
+            t_after = time.perf_counter() - t0
+            kps_after = np.concatenate([a.keypoints for a in after])
+            rate_after = float(np.isfinite(kps_after).all(axis=(1, 2)).mean())
+            n_detected = sum(int(a.detected.sum()) for a in after)
+            diff, n_both = _keypoint_difference(kps_after, np.concatenate(before))
+            # decode + detection + alignment: stage 01's AFEW path (after), and its alignment alone (before)
+            t0 = time.perf_counter()
+            aligned.align_afew(root, fer_mean, workers=args.workers, splits=("Train", "Val"), detect_policy=policy)
+            t_e2e_after = time.perf_counter() - t0
+            for p, k in zip(paths, before):
+                write_keypoints(keypoints_path_for(p), k)
+            t0 = time.perf_counter()
+            aligned.align_afew(root, fer_mean, workers=args.workers, splits=("Train", "Val"))
+            t_align = time.perf_counter() - t0
+        print(f"{w}x{h}, {len(paths)} clips, {n} frames (detection image "
+              f"{after[0].detection_size[1]}x{after[0].detection_size[0]}, {n_detected} frames detected, "
+              f"{n - n_detected} interpolated):")
+        print(f"  detection       before {n / t_before:7.1f} frames/s (rate {rate_before:.3f})   "
+              f"after {n / t_after:7.1f} frames/s (rate {rate_after:.3f})")
+        print(f"  decode + detection + alignment   before {n / (t_before + t_align):7.1f} frames/s   "
+              f"after {n / t_e2e_after:7.1f} frames/s")
+        print(f"  keypoints after vs before: mean difference {100 * diff:.2f} % of the eye distance "
+              f"({n_both} frames with a face in both)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--video", action="store_true", help="video mode (see above)")
+    ap.add_argument("--cremad", type=Path, default=CREMAD, help="folder of the CREMA-D sample clips")
+    ap.add_argument("--sizes", default="480x360,720x576,1920x1080", help="frame sizes WxH, comma-separated")
+    ap.add_argument("--workers", type=int, default=2, help="processes of the fast path and of the alignment")
+    ap.add_argument("--clips", type=int, default=6, help="CREMA-D clips used (2 to 6)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--fer", type=Path, default=FER_GZ, help="FER2013 fer2013.csv(.gz)")
     ap.add_argument("--n-fer", type=int, default=2000)
     ap.add_argument("--n-frames", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=64, help="FaceDetector batch size for the frames")
     args = ap.parse_args()
+    if args.video:
+        video_mode(args)
+        return
     if not args.fer.is_file():
         sys.exit(f"real FER2013 not found at {args.fer} (pass --fer PATH); nothing benchmarked")
     device = resolve_device(args.device)
