@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from emotiw_utils.constants import KEYPOINTS
+from emotiw_utils.datasets.video import iter_frames
 from emotiw_utils.errors import DataFormatError
 
 __all__ = [
@@ -312,27 +313,6 @@ def detect_frames(frames: Iterator[np.ndarray] | Sequence[np.ndarray], detector:
         frame_size=tuple(frame_hw), detection_size=det_hw)
 
 
-def _iter_rgb_frames(path: Path) -> Iterator[np.ndarray]:
-    """The video frames of ``path`` as ``(H, W, 3)`` uint8 RGB, decoded one at a time; DataFormatError if
-    the file cannot be opened or decoded, or holds no video stream."""
-    import av
-
-    try:
-        container = av.open(str(path), mode="r")
-    except (av.FFmpegError, OSError, ValueError) as e:
-        raise DataFormatError(path, f"cannot open video: {e}") from e
-    with container:
-        if not container.streams.video:
-            raise DataFormatError(path, "no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        try:
-            for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
-        except (av.FFmpegError, ValueError) as e:
-            raise DataFormatError(path, f"cannot decode video: {e}") from e
-
-
 def detect_clip(path: str | Path, detector: Any, policy: VideoPolicy = VideoPolicy()) -> VideoKeypoints:
     """Decode the video at ``path`` once (streamed) and run :func:`detect_frames` on it.
 
@@ -343,7 +323,7 @@ def detect_clip(path: str | Path, detector: Any, policy: VideoPolicy = VideoPoli
     if not p.is_file():
         raise DataFormatError(p, "file not found")
     try:
-        return detect_frames(_iter_rgb_frames(p), detector, policy)
+        return detect_frames(iter_frames(p), detector, policy)
     except _FrameError as e:
         raise DataFormatError(p, str(e)) from e
 

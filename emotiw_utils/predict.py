@@ -375,37 +375,21 @@ def iter_frame_chunks(path: str | Path, chunk: int | None) -> Iterator[np.ndarra
     """Decode a video's frames as ``(n, H, W, 3)`` uint8 RGB chunks of ``chunk`` frames (the last may be
     shorter; None: all frames in one chunk), holding one chunk at a time. DataFormatError naming the file when
     it cannot be opened or decoded, or holds no frame."""
-    import av
-
+    from .datasets.video import iter_frames
     from .errors import DataFormatError
 
-    p = Path(path)
-    if not p.is_file():
-        raise DataFormatError(p, "file not found")
-    try:
-        container = av.open(str(p), mode="r")
-    except (av.FFmpegError, OSError, ValueError) as e:
-        raise DataFormatError(p, f"cannot open video: {e}") from e
-    with container:
-        if not container.streams.video:
-            raise DataFormatError(p, "no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        buf: list[np.ndarray] = []
-        n = 0
-        try:
-            for frame in container.decode(stream):
-                buf.append(frame.to_ndarray(format="rgb24"))
-                if chunk is not None and len(buf) == chunk:
-                    n += len(buf)
-                    yield np.stack(buf)
-                    buf = []
-        except (av.FFmpegError, ValueError) as e:
-            raise DataFormatError(p, f"cannot decode video after {n + len(buf)} frames: {e}") from e
+    buf: list[np.ndarray] = []
+    n = 0
+    for frame in iter_frames(path):
+        buf.append(frame)
+        if chunk is not None and len(buf) == chunk:
+            n += len(buf)
+            yield np.stack(buf)
+            buf = []
     if buf:
         yield np.stack(buf)
     elif n == 0:
-        raise DataFormatError(p, "no video frame could be decoded")
+        raise DataFormatError(Path(path), "no video frame could be decoded")
 
 
 def _audio_track(path: Path, video_s: float | None = None) -> tuple[np.ndarray | None, str]:

@@ -8,6 +8,7 @@ import pytest
 from emotiw_utils.datasets.video import (
     ClipInfo,
     NoAudioError,
+    iter_frames,
     probe_clip,
     read_audio,
     read_frames,
@@ -98,7 +99,7 @@ def test_no_audio(tmp_path):
 def test_corrupt_and_missing_files(tmp_path):
     bad = tmp_path / "bad.avi"
     bad.write_bytes(b"RIFF garbage " * 50)
-    for reader in (probe_clip, read_frames, read_audio):
+    for reader in (probe_clip, read_frames, read_audio, lambda p: list(iter_frames(p))):
         with pytest.raises(DataFormatError, match="cannot open video") as e:
             reader(bad)
         assert e.value.path == bad and str(bad) in str(e.value)
@@ -128,3 +129,11 @@ def test_writer_rejects_bad_input(tmp_path):
     with pytest.raises(ValueError, match="mono"):
         write_clip(tmp_path / "x.avi", smooth_frames(2), audio=np.zeros((100, 2), np.float32))
     assert not list(tmp_path.iterdir())
+
+
+def test_streamed_frames_equal_the_whole_clip(tmp_path):
+    path = write_clip(tmp_path / "clip.avi", smooth_frames(), fps=FPS)
+    it = iter_frames(path)
+    first = next(it)  # one frame at a time
+    assert first.shape == (H, W, 3) and first.dtype == np.uint8
+    np.testing.assert_array_equal(np.stack([first, *it]), read_frames(path))

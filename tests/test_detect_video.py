@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from emotiw_utils import detect_video as dv
+from emotiw_utils.datasets.video import iter_frames
 from emotiw_utils.detect import Detections
 from emotiw_utils.errors import DataFormatError
 
@@ -225,7 +226,7 @@ def _cheap_init(device, policy):
 def _failing_detect_clip(path, detector, policy):
     if Path(path).name.startswith("boom"):
         raise KeyError("the worker's own error")
-    return dv.detect_frames(dv._iter_rgb_frames(Path(path)), detector, policy)
+    return dv.detect_frames(iter_frames(Path(path)), detector, policy)
 
 
 @pytest.mark.parametrize("workers", [1, 2])

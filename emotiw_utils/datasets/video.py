@@ -10,6 +10,7 @@ the file; a file without an audio stream raises :class:`NoAudioError` from :func
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -26,6 +27,7 @@ __all__ = [
     "NoAudioError",
     "audio_short",
     "frames_missing",
+    "iter_frames",
     "probe_clip",
     "read_audio",
     "read_frames",
@@ -378,6 +380,26 @@ def read_video(path: str | Path, gray: bool = False) -> DecodedVideo:
     if problem is None and frames_missing(header_frames, len(rgb)):
         problem = f"{len(rgb)} frames decoded, the header states {header_frames}"
     return DecodedVideo(np.stack(rgb), float(rate), header_frames, problem)
+
+
+def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """The video frames of ``path`` as ``(H, W, 3)`` uint8 RGB, decoded one at a time (streamed: memory does not
+    grow with the clip). DataFormatError naming the file when it is missing, cannot be opened, holds no video
+    stream, or fails to decode part-way (the message says after how many frames)."""
+    av = _av()
+    p = Path(path)
+    with _open(p) as container:
+        if not container.streams.video:
+            raise DataFormatError(p, "no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        n = 0
+        try:
+            for frame in container.decode(stream):
+                n += 1
+                yield frame.to_ndarray(format="rgb24")
+        except (av.FFmpegError, ValueError) as e:
+            raise DataFormatError(p, f"cannot decode video after {n} frames: {e}") from e
 
 
 def read_audio(path: str | Path, sr: int = AUDIO_SR) -> np.ndarray:
