@@ -477,7 +477,6 @@ def regime_curves(regimes, select_name: str | None = "Val", title: str = ""):
     return fig
 
 
-
 def prediction_timeline(times, frame_probs, faces, face_times, wave_t, wave, clip_probs, windows=(),
                         title: str = "", classes=EMOTIONS):
     """The timeline of one predicted video (``emotiw predict``): a strip of aligned faces, the CNN's class
