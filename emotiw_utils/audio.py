@@ -35,10 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.decomposition import PCA
 
 from emotiw_utils import stages
 from emotiw_utils.artifacts import load_clip_probs, save_npz_atomic
+from emotiw_utils.audio_selection import paper_model
+from emotiw_utils.capped_pca import CappedPCA  # noqa: F401 (re-exported: the PCA of the audio model)
 from emotiw_utils.clip_policy import class_prior  # the fallback of the clip policy (re-exported)
 from emotiw_utils.constants import AUDIO_SR, NUM_CLASSES, UNKNOWN_LABEL
 from emotiw_utils.svm import calibrated_fit
@@ -235,35 +236,6 @@ class AudioFeatures:
 # ----------------------------------------------------------------------------- classifier
 
 
-class CappedPCA(PCA):
-    """A PCA whose size is capped, at fit time, by the rows and columns it is fitted on: the calibration
-    folds of :func:`emotiw_utils.svm.calibrated_fit` see only part of a small training split (e.g. a
-    submission trained on a small Val), and a size chosen on the whole split may not fit a fold."""
-
-    def _fit(self, X):
-        wanted = self.n_components
-        self.n_components = min(int(wanted), X.shape[0], X.shape[1])
-        try:
-            out = super()._fit(X)
-            # a C-ordered copy, as a saved model reads it back: the same BLAS path, bit-identical projections
-            self.components_ = np.ascontiguousarray(self.components_)
-            return out
-        finally:
-            self.n_components = wanted
-
-
-def _pipeline(n_components: int, C: float, gamma: Any, seed: int):
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
-
-    return Pipeline([("scaler", StandardScaler()),
-                     # not whitened: whitening would give the 200th component, mostly noise, the weight of the
-                     # first in the RBF distance (RAVDESS, leave-two-actors-out: 51.9 % whitened, 58.3 % not)
-                     ("pca", CappedPCA(n_components=int(n_components), whiten=False, random_state=seed)),
-                     ("svc", SVC(kernel="rbf", C=C, gamma=gamma, random_state=seed))])
-
-
 def _present(x: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     xa = np.asarray(x, dtype=np.float64)
     ya = np.asarray(y).astype(np.int64)
@@ -299,7 +271,7 @@ def fit_audio_model(x_train: Any, y_train: Any, n_components: int, C: float, gam
     if np.unique(yt).size < 2:
         raise ValueError("the training clips with audio must cover at least two classes")
     n = min(int(n_components), xt.shape[0], xt.shape[1])
-    return calibrated_fit(lambda: _pipeline(n, C, gamma, seed), xt, yt, seed)
+    return calibrated_fit(lambda: paper_model(n, C, gamma, seed), xt, yt, seed)
 
 
 def fit_audio_grid(x_train: Any, y_train: Any, pca_dims: Sequence[int], Cs: Sequence[float],

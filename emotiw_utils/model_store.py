@@ -19,7 +19,7 @@ __all__ = ["TRUSTED", "load_model", "save_model"]
 #: This package's classes that may appear in a model file (besides scikit-learn's and numpy's types).
 TRUSTED: tuple[str, ...] = (
     "emotiw_utils.svm.SoftmaxSvm",
-    "emotiw_utils.audio.CappedPCA",
+    "emotiw_utils.capped_pca.CappedPCA",
 )
 
 

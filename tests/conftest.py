@@ -12,6 +12,18 @@ import pytest
 from emotiw_utils import book_pages, paths, pipeline
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads():
+    """Put torch's thread count back after each test: several tests pin it to one thread for speed, and a
+    matrix product split over another number of threads rounds differently, so a later test comparing
+    probabilities with those of a notebook kernel (which runs with the default) would see float noise."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def smoke(tmp_path_factory):
     """The smoke profile run once per session, and its book built with ``jupyter-book build -W -n``.

@@ -117,7 +117,9 @@ def test_a_part_over_its_time_is_stopped_with_its_children(tmp_path):
     """A child in the part's process group and a grandchild in a session of its own (as papermill starts
     notebook kernels) are both gone when the part is stopped; the suite goes on."""
     pids = tmp_path / "pids"
-    code = ("import subprocess, sys, time\n"
+    # SIGINT's default handler first: a shell's background job (nohup ... &) starts its children ignoring SIGINT
+    code = ("import signal, subprocess, sys, time\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             "a = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
             "b = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True)\n"
             f"open({str(pids)!r}, 'w').write(f'{{a.pid}} {{b.pid}}')\n"

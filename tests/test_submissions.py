@@ -57,7 +57,7 @@ def test_the_seven_protocols_match_table_2():
 def test_the_chain_and_its_caches_come_from_the_registry():
     assert subs.SHARED_STAGES == (stages.DATASETS.name, stages.ALIGNMENT.name, stages.CNN.name)
     assert subs.CHAIN == (IRNN, KAVG, AUDIO, ACTIVITY, FUSION, SEARCH) and subs.MODEL_STAGES == subs.CHAIN[:-1]
-    assert subs._CACHES == {AUDIO: (stages.AUDIO.artifact("is10").glob,),
+    assert subs._CACHES == {AUDIO: (stages.AUDIO.artifact("is10").glob, stages.AUDIO.artifact("egemaps").glob),
                             ACTIVITY: (stages.ACTIVITY.file("features"),)}
 
 
