@@ -12,15 +12,27 @@ import pytest
 from emotiw_utils import book_pages, paths, pipeline
 
 
-@pytest.fixture(autouse=True)
-def _torch_threads():
-    """Put torch's thread count back after each test: several tests pin it to one thread for speed, and a
-    matrix product split over another number of threads rounds differently, so a later test comparing
-    probabilities with those of a notebook kernel (which runs with the default) would see float noise."""
+def _fresh_process_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+#: torch's thread count in a fresh process, which is what the notebook kernels run with; read when this file is
+#: imported, before any test module's fixture pins it to one thread for speed.
+KERNEL_THREADS = _fresh_process_threads()
+
+
+@pytest.fixture
+def kernel_threads():
+    """Run the test with the notebook kernels' torch thread count, then put back what was set: a matrix product
+    split over another number of threads rounds differently, so comparing a model's probabilities with those a
+    kernel wrote is exact only with the same count."""
     import torch
 
     n = torch.get_num_threads()
-    yield
+    torch.set_num_threads(KERNEL_THREADS)
+    yield KERNEL_THREADS
     torch.set_num_threads(n)
 
 

@@ -122,7 +122,7 @@ def test_audio_and_activity_artifacts(smoke):
     assert "26.6" in page and page.count("<img") >= 4  # the paper's activity number, Figure 2 and friends
 
 
-def test_fusion_random_search_and_submission_artifacts(smoke):
+def test_fusion_random_search_and_submission_artifacts(smoke, kernel_threads):
     from emotiw_utils import decision, fusion, records, stages
     from emotiw_utils import submissions as submissions_
 
@@ -167,7 +167,7 @@ def test_fusion_random_search_and_submission_artifacts(smoke):
     assert n_test == 14 and stages.SUBMISSIONS.path(run, "predictions", number=7).is_file()
 
 
-def test_every_persisted_model_gives_back_its_stage_test_probabilities(smoke):
+def test_every_persisted_model_gives_back_its_stage_test_probabilities(smoke, kernel_threads):
     """Issue 13, item 5: each classifier stage's persisted models, loaded again (weights-only torch checkpoints,
     skops files with trusted types), reproduce that stage's Test ``clip_probs`` exactly."""
     from emotiw_utils import activity_features, audio, decision, fusion, irnn, kavg, stages
