@@ -44,9 +44,15 @@ class Status:
 #: Every status a clip can have, mildest first; a clip with several problems shows the worst (:func:`worst`).
 STATUSES: dict[str, Status] = {s.name: s for s in (
     Status("ok", "decoded in full, every modality usable"),
+    Status("audio_long", "the audio track is longer than the audio stage's max_audio_seconds: its features are those "
+                         "of the central max_audio_seconds (openSMILE's memory grows with the track), used and "
+                         "flagged"),
     Status("no_face", "no frame has a face: cropped at the Train frames' mean face position, used and flagged"),
+    Status("silent", "the audio track is silent (RMS under about -80 dBFS) or holds non-finite samples", ("audio",)),
     Status("no_audio", "no audio stream", ("audio",)),
-    Status("audio_short", "the audio track ends well before the video", ("audio",)),
+    Status("audio_short", "the audio track ends well before the video, or lasts under 0.1 s (too short for "
+                          "openSMILE's analysis frames)", ("audio",)),
+    Status("audio_failed", "openSMILE gives no finite features for the audio track", ("audio",)),
     Status("too_short", "fewer frames than one 16 x 16 x 10 activity block", ("activity",)),
     Status("truncated", "fewer frames than the container header states, or a decode error part-way: the "
                         "decoded frames are used"),

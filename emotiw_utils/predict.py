@@ -20,7 +20,9 @@ The run's own Test clips, predicted this way with their own noise stream, give b
 
 Clip policy, stated in every output: a video without an audio track (or with a silent, too short or
 undecodable one) gets the audio model's class prior and the fusion network's zero audio input, as the audio
-stage gives its clips without audio (status ``no_audio``); a video in which no frame has a face is aligned with
+stage gives its clips without audio (status ``no_audio``; ``audio_short`` for a track that ends well before
+the video); a track longer than the run's audio bound is described by its central window, as the audio stage
+does (``audio_long``); a video in which no frame has a face is aligned with
 the run's fallback face box, as stage 01 keeps such clips, and the vision modalities predict from those crops
 (status ``no_face``); a file that cannot be opened or decoded is reported (status ``unreadable``) and the other
 videos are still processed.
@@ -188,9 +190,10 @@ class Segment:
 
     ``probs``: modality (and :data:`FUSED`) -> ``(7,)``; ``frame_probs`` ``(T, 7)``: the CNN's softmax of every
     frame; ``has_face`` ``(T,)``: frames with their own face; ``no_face``: no frame had one (fallback box);
-    ``audio_status``: one of :data:`emotiw_utils.audio.STATUSES`; ``strip``: up to :data:`STRIP_FACES` aligned
-    faces and ``strip_frames`` their frame numbers (in the video); ``too_short``: fewer frames (or smaller
-    ones) than one activity block, so the activity model classifies the uniform histogram."""
+    ``audio_status``: one of :data:`emotiw_utils.audio.STATUSES` (the clip policy's names); ``strip``: up to
+    :data:`STRIP_FACES` aligned faces and ``strip_frames`` their frame numbers (in the video); ``too_short``:
+    fewer frames (or smaller ones) than one activity block, so the activity model classifies the uniform
+    histogram."""
 
     start_frame: int
     n_frames: int
@@ -268,7 +271,7 @@ def predict_segment(models: RunModels, rgb: np.ndarray, audio_signal: np.ndarray
     status = audio_status
     row = np.full((1, audio.IS10_DIM), np.nan)
     if audio_signal is not None:
-        status, f = audio.signal_features(audio_signal)
+        status, f = audio.signal_features(audio_signal, max_seconds=models.audio.max_seconds)
         if f is not None:
             row[0] = f
     probs["audio"] = models.audio.probs(row)[0]
@@ -297,8 +300,8 @@ def predict_segment(models: RunModels, rgb: np.ndarray, audio_signal: np.ndarray
 @dataclass
 class VideoPrediction:
     """What :func:`predict_video` found for one file. ``status``: ``ok``, ``unreadable`` (``error`` then says
-    why), or the problems found joined by ``+`` (``no_audio``, ``audio_short``, ``no_face``, ``too_short``, e.g.
-    ``no_audio+no_face``; the names of :mod:`emotiw_utils.clip_policy`); ``notes``: the clip policy applied, in words; ``window_s``: the window length (None:
+    why), or the problems found joined by ``+`` (``no_audio``, ``audio_short``, ``audio_long``, ``no_face``,
+    ``too_short``, e.g. ``no_audio+no_face``; the names of :mod:`emotiw_utils.clip_policy`); ``notes``: the clip policy applied, in words; ``window_s``: the window length (None:
     one clip)."""
 
     path: Path
@@ -395,7 +398,7 @@ def iter_frame_chunks(path: str | Path, chunk: int | None) -> Iterator[np.ndarra
 def _audio_track(path: Path, video_s: float | None = None) -> tuple[np.ndarray | None, str]:
     """The whole audio track at 16 kHz and ``"ok"``, or None and why not (:data:`emotiw_utils.audio.STATUSES`).
     ``video_s``: the video's length, when the track is used as one clip: a track that ends well before the
-    video (:func:`emotiw_utils.datasets.video.audio_short`) is ``"truncated"``, as the audio stage has it (the
+    video (:func:`emotiw_utils.datasets.video.audio_short`) is ``"audio_short"``, as the audio stage has it (the
     track is returned for the timeline, not used)."""
     from .datasets.video import NoAudioError, audio_short, read_audio
     from .errors import DataFormatError
@@ -403,11 +406,11 @@ def _audio_track(path: Path, video_s: float | None = None) -> tuple[np.ndarray |
     try:
         x = read_audio(path, AUDIO_SR)
     except NoAudioError:
-        return None, "no audio"
+        return None, "no_audio"
     except (DataFormatError, OSError):
         return None, "unreadable"
     if video_s is not None and audio_short(len(x) / AUDIO_SR, video_s):
-        return x, "truncated"
+        return x, "audio_short"
     return x, "ok"
 
 
@@ -424,15 +427,23 @@ def _envelope(signal: np.ndarray | None, points: int = WAVE_POINTS) -> tuple[np.
 def _status(segments: Sequence[Segment]) -> tuple[str, list[str]]:
     """The clip-policy status of a predicted video and its notes."""
     flags, notes = [], []
-    bad_audio = sorted({s.audio_status for s in segments if s.audio_status != "ok"})
+    from .audio import missing
+
+    lost = [s for s in segments if missing([s.audio_status])[0]]
+    bad_audio = sorted({s.audio_status for s in lost})
     if bad_audio:
-        # the clip policy's names (emotiw_utils.clip_policy): a track cut short is audio_short, any other
-        # unusable track (none, silent, too short, undecodable) leaves the clip without audio
-        flags.append("audio_short" if bad_audio == ["truncated"] else "no_audio")
-        where = "" if len(segments) == 1 else f" in {sum(s.audio_status != 'ok' for s in segments)} of " \
-                                               f"{len(segments)} windows"
+        # the clip policy's names (emotiw_utils.clip_policy): a track that ends early or lasts under 0.1 s is
+        # audio_short, any other unusable track (none, silent, undecodable) leaves the clip without audio
+        flags.append("audio_short" if bad_audio == ["audio_short"] else "no_audio")
+        where = "" if len(segments) == 1 else f" in {len(lost)} of {len(segments)} windows"
         notes.append(f"audio: {', '.join(bad_audio)}{where}: the audio model gives the class prior of its "
                      "training clips and the fusion network a zero audio input (as the audio stage does)")
+    long = [s for s in segments if s.audio_status == "audio_long"]
+    if long:
+        flags.append("audio_long")
+        where = "" if len(segments) == 1 else f" in {len(long)} of {len(segments)} windows"
+        notes.append(f"audio longer than the run's bound{where}: described by its central window (as the audio "
+                     "stage does)")
     no_face = [s for s in segments if s.no_face]
     if no_face:
         flags.append("no_face")

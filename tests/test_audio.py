@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emotiw_utils import audio, stages
+from emotiw_utils import audio, clip_policy, stages
 from emotiw_utils.artifacts import load_clip_probs, save_clip_probs
 from emotiw_utils.constants import AUDIO_SR
 from emotiw_utils.datasets.ravdess import RAVDESS_TO_EMOTIW, scan_ravdess
@@ -24,7 +24,12 @@ def _tone(seconds: float, f0: float = 180.0, seed: int = 0) -> np.ndarray:
 def test_signal_status():
     assert audio.signal_status(_tone(1.0)) == "ok"
     assert audio.signal_status(np.zeros(AUDIO_SR)) == "silent"
-    assert audio.signal_status(_tone(0.05)) == "too short"
+    assert audio.signal_status(_tone(0.05)) == "audio_short"
+    # one vocabulary: every status the audio stage gives is a clip-policy status
+    assert set(audio.STATUSES) <= set(clip_policy.STATUSES) and audio.STATUSES[0] == "ok"
+    assert [s for s in audio.STATUSES if audio.missing([s])[0]] == [
+        "silent", "no_audio", "audio_short", "audio_failed", "unreadable"]
+    assert not audio.missing(["ok", "audio_long"]).any() and audio.missing(["no audio"]).all()  # unknown: missing
 
 
 def test_is10_functionals_shape_and_sensitivity():
@@ -40,8 +45,8 @@ def clips(tmp_path_factory):
     paths = {
         "ok": write_clip(d / "ok.avi", frames, audio=_tone(1.2)),
         "silent": write_clip(d / "silent.avi", frames, audio=np.zeros(AUDIO_SR, np.float32)),
-        "no audio": write_clip(d / "mute.avi", frames),
-        "too short": write_clip(d / "short.avi", frames, audio=_tone(0.04)),
+        "no_audio": write_clip(d / "mute.avi", frames),
+        "audio_short": write_clip(d / "short.avi", frames, audio=_tone(0.04)),
     }
     (d / "broken.avi").write_bytes(b"not a video at all")
     paths["unreadable"] = d / "broken.avi"
@@ -59,13 +64,18 @@ def test_extract_paths_marks_missing_clips(clips):
 
 
 def test_audio_features_cache(clips, tmp_path, monkeypatch):
-    paths = [clips["ok"], clips["no audio"]]
+    paths = [clips["ok"], clips["no_audio"]]
     first = audio.AudioFeatures.extract("Val", ["a", "b"], [3, -1], paths, cache=tmp_path / "is10.npz", workers=1)
     assert list(first.missing) == [False, True] and first.key
     monkeypatch.setattr(audio, "extract_paths", lambda *a, **k: pytest.fail("the cache was not used"))
     again = audio.AudioFeatures.extract("Val", ["a", "b"], [3, -1], paths, cache=tmp_path / "is10.npz")
     np.testing.assert_array_equal(again.features, first.features)
-    assert list(again.labels) == [3, -1] and list(again.status) == ["ok", "no audio"]
+    assert list(again.labels) == [3, -1] and list(again.status) == ["ok", "no_audio"]
+    monkeypatch.undo()
+    bounded = audio.AudioFeatures.extract("Val", ["a", "b"], [3, -1], paths, cache=tmp_path / "is10.npz",
+                                          max_seconds=0.5, workers=1)  # another bound: another key, extracted
+    assert bounded.key != first.key and list(bounded.status) == ["audio_long", "no_audio"]
+    assert list(bounded.missing) == [False, True]
 
 
 def _blobs(n_per: int, seed: int, d: int = 40):
@@ -158,8 +168,8 @@ def test_extract_clip_matches_extract_paths(clips):
     feats, _, _ = audio.extract_paths([clips["ok"]], workers=1)
     assert status == "ok" and row.dtype == np.float32
     np.testing.assert_array_equal(row, feats[0])
-    row, status = audio.extract_clip(clips["no audio"])
-    assert status == "no audio" and row.shape == (audio.IS10_DIM,) and np.isnan(row).all()
+    row, status = audio.extract_clip(clips["no_audio"])
+    assert status == "no_audio" and row.shape == (audio.IS10_DIM,) and np.isnan(row).all()
 
 
 def _finished_run(run_dir, seed: int = 0):
@@ -171,7 +181,7 @@ def _finished_run(run_dir, seed: int = 0):
                              audio.class_prior(yt))
     model.save(run_dir)
     ids = np.array([f"v{i}" for i in range(len(xv))])
-    status = np.where(np.isfinite(xv).all(1), "ok", "no audio")
+    status = np.where(np.isfinite(xv).all(1), "ok", "no_audio")
     audio.AudioFeatures("Val", ids, yv, xv.astype(np.float32), status, np.ones(len(xv)), "k").save(
         stages.AUDIO.path(run_dir, "is10", split="Val"))
     probs = model.probs(xv.astype(np.float32))
@@ -219,4 +229,4 @@ def test_predict_clip_of_a_new_video(tmp_path, clips):
     model.save(tmp_path)
     back = audio.AudioModel.load(tmp_path)
     np.testing.assert_array_equal(back.predict_clip(clips["ok"]), model.probs(x[:1])[0])
-    np.testing.assert_array_equal(back.predict_clip(clips["no audio"]), model.prior)
+    np.testing.assert_array_equal(back.predict_clip(clips["no_audio"]), model.prior)

@@ -30,7 +30,7 @@ def test_extract_marks_missing_clips_and_caches(tmp_path, monkeypatch):
     (tmp_path / "broken.avi").write_bytes(b"not a video")
     paths.append(tmp_path / "broken.avi")
     feats, status = egemaps.extract_paths(paths, workers=1)
-    assert list(status) == ["ok", "no audio", "silent", "unreadable"]
+    assert list(status) == ["ok", "no_audio", "silent", "unreadable"]
     assert np.isfinite(feats[0]).all() and np.isnan(feats[1:]).all()
     first = egemaps.EgemapsFeatures.extract("Val", ["a", "b", "c", "d"], paths, cache=tmp_path / "eg.npz", workers=2)
     np.testing.assert_allclose(first.features[0], feats[0], rtol=1e-6)

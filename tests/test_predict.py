@@ -76,9 +76,9 @@ def test_audio_track_and_envelope(tmp_path):
     without = write_clip(tmp_path / "n.avi", _frames(12))
     x, status = predict._audio_track(with_audio)
     assert status == "ok" and len(x) == len(sig)
-    assert predict._audio_track(without) == (None, "no audio")
+    assert predict._audio_track(without) == (None, "no_audio")
     assert predict._audio_track(with_audio, video_s=0.5)[1] == "ok"
-    assert predict._audio_track(with_audio, video_s=2.0)[1] == "truncated"  # 0.5 s of audio for 2 s
+    assert predict._audio_track(with_audio, video_s=2.0)[1] == "audio_short"  # 0.5 s of audio for 2 s
     t, env = predict._envelope(x, points=100)
     assert len(t) == len(env) == 100 and np.all(np.diff(t) > 0) and env.max() == pytest.approx(0.5, abs=0.01)
     assert [len(a) for a in predict._envelope(None)] == [0, 0]
@@ -103,12 +103,14 @@ def test_video_probabilities_are_the_frame_weighted_mean_of_the_windows(tmp_path
 
 def test_clip_policy_statuses_and_notes(tmp_path):
     assert predict._status([_segment(0, 8, 0)])[0] == "ok"
-    status, notes = predict._status([_segment(0, 8, 0, no_face=True, audio="no audio")])
+    status, notes = predict._status([_segment(0, 8, 0, no_face=True, audio="no_audio")])
     assert status == "no_audio+no_face"
     assert any("class prior" in n for n in notes) and any("fallback face box" in n for n in notes)
     status, notes = predict._status([_segment(0, 8, 0, audio="silent"), _segment(8, 8, 1)])
     assert status == "no_audio" and "silent in 1 of 2 windows" in notes[0]
-    assert predict._status([_segment(0, 8, 0, audio="truncated")])[0] == "audio_short"
+    assert predict._status([_segment(0, 8, 0, audio="audio_short")])[0] == "audio_short"
+    status, notes = predict._status([_segment(0, 8, 0, audio="audio_long"), _segment(8, 8, 1)])
+    assert status == "audio_long" and "central window" in notes[0] and "1 of 2 windows" in notes[0]
     short = _segment(0, 4, 2)
     short.too_short = True
     status, notes = predict._status([short])
