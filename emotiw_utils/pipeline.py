@@ -36,7 +36,7 @@ from typing import Any
 
 from . import artifacts, paths, profiles
 from . import stages as registry  # not "stages": run_pipeline has a parameter of that name
-from .atomic import atomic_path
+from .atomic import atomic_path, remove_stale_temporaries
 from .device import device_description, resolve_device
 from .stages import EXECUTED_COPY, MANIFEST, Stage, resolve_stage_name
 
@@ -504,6 +504,7 @@ def run_pipeline(profile: str, stages: Iterable[str] | None = None, run_dir: str
         src_nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)",
                                          "language": "python"}
         (sdir / MANIFEST).unlink(missing_ok=True)  # an interrupted run must not look cached
+        remove_stale_temporaries(sdir)  # what a run killed mid-write (SIGKILL) left behind
         started, t0 = artifacts.now_iso(), time.perf_counter()
         common_manifest = dict(stage=stage.name, parameters=sp, input_hash=input_hash, device=dev_desc,
                                run_id=uuid.uuid4().hex, profile=profile, notebook=stage.notebook,

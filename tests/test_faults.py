@@ -12,16 +12,21 @@ from __future__ import annotations
 import fractions
 import multiprocessing as mp
 import os
+import re
 import shutil
 import signal
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from emotiw_utils import activity, aligned, audio, clip_policy
+from emotiw_utils import activity, aligned, artifacts, audio, clip_policy
 from emotiw_utils.activity_features import ActivityFeatures, ActivitySettings, split_paths
+from emotiw_utils.atomic import is_temporary
 from emotiw_utils.constants import AFEW_SPLITS, NUM_CLASSES
 from emotiw_utils.datasets import afew
 from emotiw_utils.datasets.keypoints import read_keypoints, write_keypoints
@@ -440,3 +445,193 @@ def test_real_cremad_clips_probe_decode_and_audio():
         assert abs(len(a) / 16000 - info.duration_s) < 0.1 and np.abs(a).max() > 0.01
         status, _, _ = audio._extract_one(str(path))
         assert status == "ok"
+
+
+# -------------------------------------------------------------------------------------------- kill and resume
+
+EMOTIW = Path(sys.executable).with_name("emotiw")
+#: Timing figures of a stage's metrics: the only values two runs of the same stages and seed may differ in.
+_TIMING = re.compile(r"seconds|per_second|wall")
+
+
+def tiny_synth(root: Path, afew=(14, 7, 7)) -> dict[str, Path]:
+    """SynthFER, SynthTFD and SynthAFEW far smaller than the smoke profile's (about 5 s on one core): the
+    ``--afew``, ``--fer2013`` and ``--tfd`` paths of ``emotiw run``."""
+    sizes = generate.SynthSizes(afew=afew, fer=(210, 35, 35), tfd=70, tfd_unlabelled=0)
+    out = {"afew": root / "afew", "fer2013": root / "fer" / "fer2013.csv", "tfd": root / "tfd" / "TFD_48x48.mat"}
+    for p in out.values():
+        p.parent.mkdir(parents=True, exist_ok=True)
+    generate.generate_fer(out["fer2013"], sizes, 0, 1, False)
+    generate.generate_tfd(out["tfd"], sizes, 0, 1, False)
+    generate.generate_afew(out["afew"], sizes, 0, 1, False)
+    return out
+
+
+def emotiw_run(data: dict[str, Path], run_dir: Path, stages: list[str], *params: str) -> list[str]:
+    """The ``emotiw run`` command of the smoke profile on ``data`` (its executed notebooks beside ``run_dir``)."""
+    cmd = [str(EMOTIW), "run", "--profile", "smoke", "--stages", *stages, "--run-dir", str(run_dir),
+           "--executed-dir", str(run_dir.with_name(run_dir.name + "_executed")), "--device", "cpu"]
+    for name, path in data.items():
+        cmd += [f"--{name}", str(path)]
+    for p in params:
+        cmd += ["-p", p]
+    return cmd
+
+
+def _cell_started(executed: Path, since: float, marker: str) -> bool:
+    """Whether the notebook papermill is writing (``executed``, written after ``since``) has started the cell
+    whose source holds ``marker``: papermill saves the notebook when each cell starts and ends."""
+    import json
+
+    try:
+        if executed.stat().st_mtime < since:
+            return False
+        nb = json.loads(executed.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # not there yet, or caught half-written
+        return False
+    for c in nb["cells"]:
+        if c["cell_type"] == "code" and marker in "".join(c["source"]):
+            return c.get("metadata", {}).get("papermill", {}).get("status") in ("running", "completed")
+    raise AssertionError(f"{executed}: no cell holds {marker!r}")
+
+
+def _interrupt(cmd: list[str], executed: Path, marker: str, sig: int) -> tuple[int, str]:
+    """Start ``cmd``, send ``sig`` to it once its stage's notebook has started the cell holding ``marker``,
+    then wait for it and for every process it started (the notebook kernel); returns (exit code, output)."""
+    import psutil
+
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    kids: list = []
+    try:
+        while not _cell_started(executed, t0, marker):
+            assert proc.poll() is None, f"finished before it could be interrupted:\n{proc.stdout.read()[-3000:]}"
+            assert time.time() - t0 < 90, "the cell to interrupt never started"
+            time.sleep(0.05)
+        kids = psutil.Process(proc.pid).children(recursive=True)
+        assert kids, "no kernel process"
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
+        # the kernel stops too (ipykernel's parent poller, within about a second, after a SIGKILL of the runner):
+        # it must not go on writing into the run folder while the run resumes
+        _, alive = psutil.wait_procs(kids, timeout=15)
+        assert not alive, f"processes left running after {signal.Signals(sig).name}: {alive}"
+        return proc.returncode, out
+    finally:
+        for p in [*kids, psutil.Process(proc.pid) if proc.poll() is None else None]:
+            if p is not None and p.is_running():
+                p.kill()
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
+    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _without_timings(x):
+    if isinstance(x, dict):
+        return {k: _without_timings(v) for k, v in x.items() if not _TIMING.search(str(k))}
+    if isinstance(x, list):
+        return [_without_timings(v) for v in x]
+    return x
+
+
+def _assert_same_outputs(run: Path, ref: Path, stage_names: list[str]) -> None:
+    """Every metric but the timings and every array of every ``.npz`` of the stages equal, bit for bit."""
+    for name in stage_names:
+        a, b = run / name, ref / name
+        assert _without_timings(artifacts.read_metrics(a)) == _without_timings(artifacts.read_metrics(b)), name
+        npz = sorted(p.name for p in b.glob("*.npz"))
+        assert npz and npz == sorted(p.name for p in a.glob("*.npz")), name
+        for f in npz:
+            with np.load(a / f) as x, np.load(b / f) as y:
+                assert sorted(x.files) == sorted(y.files), f
+                for k in y.files:
+                    np.testing.assert_array_equal(x[k], y[k], err_msg=f"{name}/{f}[{k}]")
+
+
+def test_the_temporary_files_of_a_killed_writer_are_found_and_only_they(tmp_path):
+    from emotiw_utils.atomic import atomic_path, remove_stale_temporaries
+
+    with atomic_path(tmp_path / "sub" / "a.npz") as tmp:
+        tmp.write_bytes(b"x")
+        assert is_temporary(tmp)
+        killed = tmp.with_name(tmp.name.replace(".a.npz", ".b.npz"))
+        killed.write_bytes(b"half")  # a writer killed here leaves this
+    keep = [tmp_path / ".hidden", tmp_path / "c.part", tmp_path / ".d.part.npz", tmp_path / "sub" / "a.npz"]
+    for p in keep[:3]:
+        p.write_bytes(b"mine")
+    assert remove_stale_temporaries(tmp_path) == [killed]
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == sorted(keep)
+    assert remove_stale_temporaries(tmp_path / "missing") == []
+
+
+def test_a_run_killed_and_interrupted_mid_stage_resumes_to_the_same_results(tmp_path):
+    """``emotiw run`` (stages 01 and 02 of the smoke profile on tiny data) killed with SIGKILL while 02 trains
+    its CNN, run again and interrupted with SIGINT (Ctrl-C) in the same cell, then run to the end: 01 is never
+    run again, 02 ends ``ok``, no temporary file is left, and every metric and array equals that of a run
+    never interrupted (same stages, same seed)."""
+    from emotiw_utils import cnn, stages
+
+    signal.alarm(240)  # three runs of two stages and their interruptions: this test's own limit
+    data = tiny_synth(tmp_path / "data")
+    names = [stages.ALIGNMENT.name, stages.CNN.name]
+    params = [f"{stages.CNN.name}.epochs=1"]
+
+    # the reference runs beside the interrupted run (its kernels are mostly single-threaded start-up and imports)
+    ref = tmp_path / "reference"
+    reference = subprocess.Popen(emotiw_run(data, ref, names, *params), stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+    try:
+        _kill_resume_chain(data, tmp_path / "run", names, params)
+        out, _ = reference.communicate(timeout=180)
+    finally:
+        if reference.poll() is None:
+            reference.kill()
+    assert reference.returncode == 0, out[-3000:]
+    run = tmp_path / "run"
+    _assert_same_outputs(run, ref, names)
+    a, b = (cnn.load_cnn(d / stages.CNN.file("cnn")).state_dict() for d in (stages.CNN.dir(run), stages.CNN.dir(ref)))
+    assert list(a) == list(b) and all(a[k].equal(b[k]) for k in b)
+
+
+def _kill_resume_chain(data: dict[str, Path], run: Path, names: list[str], params: list[str]) -> None:
+    """SIGKILL, a later stage refused, SIGINT, then the run to its end, in ``run``; each step checked."""
+    from emotiw_utils import stages
+
+    cmd = emotiw_run(data, run, names, *params)
+    executed = run.with_name("run_executed") / f"{stages.CNN.name}.ipynb"
+    training = "train_regimes("  # the cell of notebooks/02_cnn.md that trains the CNN
+
+    rc, out = _interrupt(cmd, executed, training, signal.SIGKILL)
+    assert rc == -signal.SIGKILL
+    first = _snapshot(stages.ALIGNMENT.dir(run))
+    assert artifacts.read_manifest(stages.ALIGNMENT.dir(run))["status"] == "ok"
+    assert artifacts.read_manifest(stages.CNN.dir(run)) is None  # killed: no manifest, so never taken as cached
+    # what a process killed while writing an artifact leaves behind (atomic_path's temporary name)
+    stale = stages.CNN.dir(run) / f".{stages.CNN.file('cnn')}.999999-0123abcd.part.pt"
+    stale.write_bytes(b"half a checkpoint")
+
+    # a later stage refuses to start on the killed stage's leftovers, naming it and the command that fixes it
+    later = subprocess.run(emotiw_run(data, run, [stages.IRNN.name], *params), capture_output=True, text=True,
+                           timeout=120)
+    assert later.returncode != 0
+    assert f"reads {stages.CNN.name}, which has not run" in later.stderr
+    assert f"--stages {stages.CNN.name}" in later.stderr
+    assert not stages.IRNN.dir(run).joinpath(stages.MANIFEST).exists()
+
+    rc, out = _interrupt(cmd, executed, training, signal.SIGINT)
+    assert rc == 130 and "emotiw: interrupted" in out
+    manifest = artifacts.read_manifest(stages.CNN.dir(run))
+    assert (manifest["status"], manifest["error"]) == ("failed", "interrupted")
+    assert not stale.exists()  # removed before 02 ran again
+
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = {line.split()[0]: line.split()[1] for line in done.stdout.splitlines()
+               if line.split() and line.split()[0] in names}
+    assert summary == {stages.ALIGNMENT.name: "cached", stages.CNN.name: "ran"}
+    assert _snapshot(stages.ALIGNMENT.dir(run)) == first  # not re-run: the same bytes, the same mtimes
+    assert artifacts.read_manifest(stages.CNN.dir(run))["status"] == "ok"
+    left = [p for p in run.rglob("*") if is_temporary(p) or p.suffix in (".tmp", ".part")]
+    assert not left, left
