@@ -115,10 +115,13 @@ def _cmd_run(args) -> int:
         overrides["seed"] = args.seed
     given = {n: getattr(args, n) for n in ("afew", "fer2013", "tfd") if getattr(args, n) is not None}
     data, replace = None, None
-    if args.profile not in profiles.SYNTHETIC_PROFILES:
-        if args.afew is None or args.fer2013 is None:
-            run_parser.error(f"profile {args.profile!r} needs the real datasets: --afew PATH --fer2013 PATH "
-                             "[--tfd PATH]")
+    missing = [n for n in profiles.REQUIRED_DATA.get(args.profile, ()) if getattr(args, n) is None]
+    if missing:
+        optional = [n for n in ("afew", "fer2013", "tfd") if n not in profiles.REQUIRED_DATA[args.profile]]
+        run_parser.error(f"profile {args.profile!r} needs the real datasets: "
+                         + " ".join(f"--{n} PATH" for n in profiles.REQUIRED_DATA[args.profile])
+                         + "".join(f" [--{n} PATH]" for n in optional))
+    if args.profile not in profiles.SYNTHETIC_DATA:
         data = pipeline.DataPaths(afew=args.afew, fer2013=args.fer2013, tfd=args.tfd, synthetic=False)
     elif given:
         # A synthetic profile with some real datasets: they replace the synthetic ones (e.g. the real

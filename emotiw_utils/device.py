@@ -67,6 +67,44 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+#: CPU flags (``/proc/cpuinfo``) of native bfloat16 arithmetic: AVX512-BF16 (AMD Zen 4, Intel Cooper Lake and
+#: later) and AMX-BF16 (Intel Sapphire Rapids and later). Without them bf16 autocast on a CPU is emulated, slower.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+#: Accepted values of an ``amp`` (bfloat16 autocast) parameter: ``auto`` = where the device computes bf16 natively.
+AMP_SPECS = ("auto", True, False)
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16(device: Any = "cpu") -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA GPU that supports it, or a CPU with one of
+    :data:`BF16_CPU_FLAGS`."""
+    dev = torch_device(device)
+    if dev.type == "cuda":
+        import torch
+
+        return bool(torch.cuda.is_bf16_supported())
+    return bool(_cpu_flags() & set(BF16_CPU_FLAGS))
+
+
+def resolve_amp(amp: Any, device: Any = "cpu") -> bool:
+    """An ``amp`` parameter (:data:`AMP_SPECS`) -> whether to train with bfloat16 autocast on ``device``."""
+    if amp == "auto":
+        return native_bf16(device)
+    if isinstance(amp, bool):
+        return amp
+    raise ValueError(f"amp must be one of auto, true, false; got {amp!r}")
+
+
 def cpu_count() -> int:
     """Cores this process may use (affinity-aware where the OS tells)."""
     try:

@@ -139,18 +139,21 @@ def resolve_data(profile: str, seed: int, data: DataPaths | None = None, workers
                  progress: bool = True, replace: Mapping[str, str | Path] | None = None) -> DataPaths:
     """The data of a run: ``data`` if given, else the (generated or cached) synthetic dataset of ``profile``.
 
-    Profile ``real`` needs explicit ``data`` (CLI ``--afew`` and ``--fer2013``). ``replace`` swaps some
+    Profile ``real`` needs explicit ``data`` (CLI ``--afew`` and ``--fer2013``), profile ``realfer`` a real
+    FER2013 in ``replace`` (:data:`~emotiw_utils.profiles.REQUIRED_DATA`). ``replace`` swaps some
     datasets of a synthetic profile for real files (``{"fer2013": path}``, keys ``afew``, ``fer2013``,
     ``tfd``): e.g. the real-FER2013 check of chapter 02 on synthetic AFEW. A real FER2013 without a
     real TFD drops SynthTFD, so real and synthetic faces are never mixed in one training set.
     """
+    required = profiles.REQUIRED_DATA.get(profile, ())
+    missing = [n for n in required if data is None and n not in (replace or {})]
+    if missing:
+        raise ValueError(f"profile {profile!r} reads the real datasets: pass "
+                         + " and ".join(f"--{n} PATH" for n in required))
     if data is None:
-        if profile not in profiles.SYNTHETIC_PROFILES:
-            raise ValueError(f"profile {profile!r} reads the real datasets: pass --afew PATH and --fer2013 PATH "
-                             "(and optionally --tfd PATH)")
         from .synth.generate import generate_dataset
 
-        root = generate_dataset(profile, seed=seed, workers=workers, progress=progress)
+        root = generate_dataset(profiles.SYNTHETIC_DATA[profile], seed=seed, workers=workers, progress=progress)
         data = DataPaths.from_synthetic_root(root)
     if replace:
         unknown = set(replace) - {"afew", "fer2013", "tfd"}

@@ -9,8 +9,9 @@
       00_datasets:
         n_examples: 6
 
-A profile file (``smoke``, ``demo``, ``full``, ``real``) has the same two sections, both optional, and
-holds only what differs from the base. ``common.profile`` is set by the loader to the profile's name.
+A profile file (``smoke``, ``demo``, ``full``, ``real``, ``realfer``) has the same two sections, both optional,
+and holds only what differs from the base; ``extends: PROFILE`` applies another profile file first (``realfer``
+is ``demo`` with another CNN recipe). ``common.profile`` is set by the loader to the profile's name.
 
 The parameters of one stage are ``common``, then that stage's section (:func:`stage_parameters`); each
 section is the base's, then the profile file's, then the user's overrides. Merge rule: a value from the
@@ -37,15 +38,22 @@ import yaml
 
 from . import paths, stages
 
-#: Known profiles (README "Profiles"); ``real`` reads user-supplied datasets.
-PROFILES: tuple[str, ...] = ("smoke", "demo", "full", "real")
+#: Known profiles (README "Profiles"); ``real`` reads user-supplied datasets; ``realfer`` is the demo with the
+#: real FER2013 (the CNN at published strength, chapter 02).
+PROFILES: tuple[str, ...] = ("smoke", "demo", "full", "real", "realfer")
 #: Profiles that run on the embedded synthetic dataset.
 SYNTHETIC_PROFILES: tuple[str, ...] = ("smoke", "demo", "full")
+#: The synthetic dataset each profile generates for the datasets the user does not pass (``real``: none).
+SYNTHETIC_DATA: dict[str, str] = {"smoke": "smoke", "demo": "demo", "full": "full", "realfer": "demo"}
+#: The real datasets a profile cannot run without (CLI ``--afew``, ``--fer2013``).
+REQUIRED_DATA: dict[str, tuple[str, ...]] = {"real": ("afew", "fer2013"), "realfer": ("fer2013",)}
 #: Keys of every resolved ``common`` section (``profile`` from the loader, the others from the base).
 COMMON_KEYS: tuple[str, ...] = ("profile", "seed", "device")
 #: Name of the file holding every default (``params/base.yaml``).
 BASE = "base"
 _SECTIONS = ("common", "stages")
+#: Top-level key of a profile file naming the profile it builds on (applied first; the base cannot extend).
+EXTENDS = "extends"
 
 
 class _Loader(yaml.SafeLoader):
@@ -114,8 +122,9 @@ def parse_overrides(items: Iterable[str] | None) -> dict[str, Any]:
     return out
 
 
-def _read_sections(path: Path) -> tuple[dict, dict]:
-    """``(common, stages)`` of one parameter file, checked for shape and stage names (an empty file: no keys)."""
+def _read_sections(path: Path) -> tuple[dict, dict, str | None]:
+    """``(common, stages, extends)`` of one parameter file, checked for shape and stage names (an empty file:
+    no keys; ``extends``: the profile it builds on, or None)."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: parameter file not found")
     try:
@@ -125,9 +134,13 @@ def _read_sections(path: Path) -> tuple[dict, dict]:
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping with 'common:' and 'stages:' sections")
-    unknown_sections = sorted(set(data) - set(_SECTIONS))
+    unknown_sections = sorted(set(data) - set(_SECTIONS) - {EXTENDS})
     if unknown_sections:
-        raise ValueError(f"{path}: unknown top-level sections {unknown_sections}; expected 'common' and 'stages'")
+        raise ValueError(f"{path}: unknown top-level sections {unknown_sections}; expected 'common' and 'stages' "
+                         f"(and optionally '{EXTENDS}: PROFILE')")
+    extends = data.get(EXTENDS)
+    if extends is not None and extends not in PROFILES:
+        raise ValueError(f"{path}: {EXTENDS}: {extends!r} is not a profile; known profiles: {', '.join(PROFILES)}")
     common = data.get("common") or {}
     sections = data.get("stages") or {}
     if not isinstance(common, dict):
@@ -138,7 +151,7 @@ def _read_sections(path: Path) -> tuple[dict, dict]:
     bad = [s for s in sections if s not in known]
     if bad:
         raise ValueError(f"{path}: unknown stages {bad}; known stages: {', '.join(known)}")
-    return common, {s: v or {} for s, v in sections.items()}
+    return common, {s: v or {} for s, v in sections.items()}, extends
 
 
 def _known(keys: Iterable[str]) -> str:
@@ -147,7 +160,9 @@ def _known(keys: Iterable[str]) -> str:
 
 
 def _read_base(path: Path) -> tuple[dict, dict]:
-    common, sections = _read_sections(path)
+    common, sections, extends = _read_sections(path)
+    if extends is not None:
+        raise ValueError(f"{path}: the base file cannot extend a profile")
     if "profile" in common:
         raise ValueError(f"{path}: common.profile is set by the loader to the profile's name; remove it here")
     missing = [k for k in COMMON_KEYS if k != "profile" and k not in common]
@@ -156,9 +171,16 @@ def _read_base(path: Path) -> tuple[dict, dict]:
     return common, sections
 
 
-def _apply_profile_file(common: dict, sections: dict, path: Path) -> None:
-    """Replace base values by those of the profile file at ``path``; unknown keys are refused."""
-    p_common, p_sections = _read_sections(path)
+def _apply_profile_file(common: dict, sections: dict, path: Path, seen: tuple[Path, ...] = ()) -> None:
+    """Replace base values by those of the profile file at ``path`` (after those of the profile it extends);
+    unknown keys are refused."""
+    p_common, p_sections, extends = _read_sections(path)
+    if extends is not None:
+        parent = path.with_name(f"{extends}.yaml")
+        if parent in seen + (path,):
+            chain = " -> ".join(p.stem for p in seen + (path, parent))
+            raise ValueError(f"{path}: profiles extend each other in a cycle: {chain}")
+        _apply_profile_file(common, sections, parent, seen + (path,))
     base_common = [k for k in common if k != "profile"]
     for where, known, overlay in [("common", base_common, p_common),
                                   *((f"stages.{s}", list(sections.get(s, {})), v) for s, v in p_sections.items())]:
@@ -174,7 +196,8 @@ def _apply_profile_file(common: dict, sections: dict, path: Path) -> None:
 
 def load_params(profile: str, overrides: Mapping[str, Any] | Iterable[str] | None = None,
                 params_dir: str | Path | None = None) -> dict:
-    """Load ``params/base.yaml``, then ``params/<profile>.yaml`` over it, then the overrides.
+    """Load ``params/base.yaml``, then ``params/<profile>.yaml`` over it (after the profile it ``extends``, if
+    any), then the overrides.
 
     ``overrides`` is a flat dict as returned by :func:`parse_overrides` or a list of ``KEY=VALUE``
     strings. Returns ``{'profile', 'file' (the profile file), 'base' (the base file), 'common': {...},

@@ -33,6 +33,8 @@ def test_console_script_lists_stages():
     ["run", "-p", "99_x.k=1"],
     ["run", "--profile", "real"],
     ["run", "--profile", "real", "--afew", "/x"],
+    ["run", "--profile", "realfer"],
+    ["run", "--profile", "realfer", "--afew", "/x"],
     ["data", "synth", "--profile", "real"],
     ["book", "--bogus"],
 ])
@@ -124,3 +126,13 @@ def test_real_fer2013_alone_replaces_the_synthetic_one(monkeypatch, tmp_path):
     monkeypatch.setattr(pipeline, "run_pipeline", lambda profile, **kw: calls.update(kw) or [])
     assert cli.main(["run", "--profile", "demo", "--fer2013", str(tmp_path / "f.csv.gz"), "--quiet"]) == 0
     assert calls["data"] is None and calls["replace"] == {"fer2013": tmp_path / "f.csv.gz"}
+
+
+def test_realfer_profile_takes_the_real_fer2013_and_the_demo_synthetic_rest(monkeypatch, tmp_path):
+    calls = {}
+    monkeypatch.setattr(pipeline, "run_pipeline", lambda profile, **kw: calls.update(kw, profile=profile) or [])
+    assert cli.main(["run", "--profile", "realfer", "--fer2013", str(tmp_path / "f.csv"), "--quiet"]) == 0
+    assert calls["profile"] == "realfer" and calls["data"] is None
+    assert calls["replace"] == {"fer2013": tmp_path / "f.csv"}
+    with pytest.raises(ValueError, match="--fer2013 PATH"):
+        pipeline.resolve_data("realfer", 0)  # called without the real FER2013: refused, never synthetic

@@ -237,6 +237,17 @@ def test_learns_toy_task_and_restores_best_epoch(toy):
     assert list(df.index) == [1, 2, 3, 4] and "mon_acc" in df.columns
 
 
+def test_onecycle_sgd_warms_up_then_anneals_and_learns(toy):
+    x, y, mx, my = toy
+    model, hist = _train(toy, epochs=5, optimizer="sgd", schedule="onecycle", weight_decay=5e-4)
+    lrs = hist.metric("lr")  # the learning rate of each epoch's first step
+    assert lrs[0] == pytest.approx(3e-3 / 25)  # starts at lr / 25
+    assert lrs[1] > lrs[0] and lrs[-1] < max(lrs) <= 3e-3  # up to the peak over 30 % of the steps, then down
+    assert max(hist.metric("mon_acc")) > 0.6
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        _train(toy, epochs=1, schedule="step")
+
+
 def test_select_on_restores_an_earlier_epoch(toy):
     """With a monitor of random labels the best epoch is arbitrary; the returned weights are that epoch's."""
     x, y, mx, my = toy

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from emotiw_utils import device
 from emotiw_utils.device import torch_device
 
 
@@ -26,3 +27,15 @@ def test_torch_device_specs_devices_and_models(monkeypatch):
     assert torch_device("auto") == torch.device("cuda")
     with pytest.raises(RuntimeError):
         torch_device("tpu")
+
+
+def test_resolve_amp_uses_bf16_only_where_the_cpu_computes_it_natively(monkeypatch):
+    monkeypatch.setattr(device, "_cpu_flags", lambda: {"avx2", "fma"})
+    assert device.native_bf16("cpu") is False and device.resolve_amp("auto", "cpu") is False
+    monkeypatch.setattr(device, "_cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert device.resolve_amp("auto", "cpu") is True
+    monkeypatch.setattr(device, "_cpu_flags", lambda: {"amx_bf16"})
+    assert device.resolve_amp("auto", "cpu") is True
+    assert device.resolve_amp(False, "cpu") is False and device.resolve_amp(True, "cpu") is True
+    with pytest.raises(ValueError, match="amp must be"):
+        device.resolve_amp("yes", "cpu")

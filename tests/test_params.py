@@ -28,20 +28,26 @@ def test_injected_defaults_cover_the_runner():
 
 @pytest.mark.parametrize("profile", profiles.PROFILES)
 def test_profile_files_hold_only_what_differs_from_base(profile):
+    """A profile file holds only what differs from its parent: base.yaml, or the profile it extends."""
     base, overlay = _yaml("base"), _yaml(profile)
-    assert set(overlay) <= {"common", "stages"}
-    pairs = [(f"common.{k}", base["common"].get(k, KeyError), v) for k, v in (overlay.get("common") or {}).items()]
+    assert set(overlay) <= {"common", "stages", profiles.EXTENDS}
+    if profiles.EXTENDS in overlay:
+        parent = profiles.load_params(overlay[profiles.EXTENDS])
+        parent = {"common": {k: v for k, v in parent["common"].items() if k != "profile"}, "stages": parent["stages"]}
+    else:
+        parent = base
+    pairs = [(f"common.{k}", parent["common"].get(k, KeyError), v) for k, v in (overlay.get("common") or {}).items()]
     for stage, section in (overlay.get("stages") or {}).items():
         assert section, f"{profile}.yaml: empty section {stage}"
-        pairs += [(f"{stage}.{k}", base["stages"][stage].get(k, KeyError), v) for k, v in section.items()]
-    for key, base_value, value in pairs:
-        assert base_value is not KeyError, f"{profile}.yaml sets {key}, which base.yaml does not define"
-        assert value != base_value, f"{profile}.yaml repeats base.yaml's {key} = {value!r}"
-    # the resolved profile is the base with exactly these keys replaced
+        pairs += [(f"{stage}.{k}", parent["stages"][stage].get(k, KeyError), v) for k, v in section.items()]
+    for key, parent_value, value in pairs:
+        assert parent_value is not KeyError, f"{profile}.yaml sets {key}, which base.yaml does not define"
+        assert value != parent_value, f"{profile}.yaml repeats its parent's {key} = {value!r}"
+    # the resolved profile is the parent with exactly these keys replaced
     params = profiles.load_params(profile)
-    assert params["common"] == {"profile": profile, **base["common"], **(overlay.get("common") or {})}
+    assert params["common"] == {"profile": profile, **parent["common"], **(overlay.get("common") or {})}
     assert params["stages"] == {s: {**v, **(overlay.get("stages") or {}).get(s, {})}
-                                for s, v in base["stages"].items()}
+                                for s, v in parent["stages"].items()}
 
 
 def test_full_is_the_paper_and_the_others_differ():

@@ -154,3 +154,31 @@ def test_parse_value():
     assert profiles.parse_value("-2.5E+2") == -250.0
     assert profiles.parse_value("3") == 3
     assert profiles.parse_value("cuda") == "cuda"
+
+
+def test_extends_applies_the_parent_profile_first(pdir, monkeypatch):
+    (pdir / "child.yaml").write_text("extends: demo\nstages:\n  03_irnn:\n    hidden: 50\n")
+    (pdir / "loop_a.yaml").write_text("extends: loop_b\n")
+    (pdir / "loop_b.yaml").write_text("extends: loop_a\n")
+    (pdir / "bad.yaml").write_text("extends: nope\n")
+    p = pdir / "child.yaml"
+    common, sections = profiles._read_base(pdir / "base.yaml")
+    profiles._apply_profile_file(common, sections, p)
+    assert common["device"] == "cpu"                                  # from demo
+    assert sections["03_irnn"] == {"epochs": 4, "hidden": 50, "units": {"a": 3}}  # demo's, then the child's
+    with pytest.raises(ValueError, match="not a profile"):
+        profiles._apply_profile_file(dict(common), {}, pdir / "bad.yaml")
+    monkeypatch.setattr(profiles, "PROFILES", profiles.PROFILES + ("loop_a", "loop_b"))
+    with pytest.raises(ValueError, match="cycle: loop_a -> loop_b -> loop_a"):
+        profiles._apply_profile_file(dict(common), {}, pdir / "loop_a.yaml")
+    (pdir / "base.yaml").write_text(BASE + "extends: demo\n")
+    with pytest.raises(ValueError, match="base file cannot extend"):
+        profiles.load_params("demo", params_dir=pdir)
+
+
+def test_realfer_is_demo_with_its_own_cnn_recipe():
+    demo, realfer = profiles.load_params("demo"), profiles.load_params("realfer")
+    for stage in demo["stages"]:
+        if stage != "02_cnn":
+            assert realfer["stages"][stage] == demo["stages"][stage], stage
+    assert realfer["stages"]["02_cnn"] != demo["stages"]["02_cnn"]
