@@ -1,0 +1,85 @@
+"""Training recipes of the frame CNN compared side by side (chapter 02; the paper gives no optimiser).
+
+A recipe is what :func:`emotiw_utils.cnn.train_cnn` is told beyond the data: optimiser, schedule, peak
+learning rate, weight decay, batch size, bfloat16 autocast. Chapter 02 trains its CNN with the recipe of
+the profile and, for each entry of ``compare_recipes``, a twin under the ``holdout`` regime with that
+recipe changed: same initialisation, data, holdout, monitors and epochs, so the learning curves show what
+the recipe does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from emotiw_utils.aligned import StaticFaces
+from emotiw_utils.cnn import CnnConfig, CnnHistory
+from emotiw_utils.device import resolve_amp
+from emotiw_utils.early_stopping import train_regime
+
+__all__ = ["RECIPE_KEYS", "RecipeRun", "check_recipe", "recipe_label", "train_recipes"]
+
+#: Parameters of chapter 02 a recipe may change (the 02_cnn keys of params/base.yaml).
+RECIPE_KEYS: tuple[str, ...] = ("optimizer", "schedule", "lr", "weight_decay", "batch_size", "amp")
+
+
+def check_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """``recipe`` as a dict; ValueError naming any key that is not one of :data:`RECIPE_KEYS`, or an empty one."""
+    if not isinstance(recipe, Mapping) or not recipe:
+        raise ValueError(f"a recipe is a non-empty mapping of some of {', '.join(RECIPE_KEYS)}; got {recipe!r}")
+    unknown = sorted(set(recipe) - set(RECIPE_KEYS))
+    if unknown:
+        raise ValueError(f"unknown recipe keys {unknown}; a recipe may set {', '.join(RECIPE_KEYS)}")
+    return dict(recipe)
+
+
+def recipe_label(recipe: Mapping[str, Any], device: Any = "cpu") -> str:
+    """Short legend label: ``"sgd, onecycle, lr 0.05, wd 0.0005, batch 128, bf16"``."""
+    r = dict(recipe)
+    parts = [str(r[k]) for k in ("optimizer", "schedule") if k in r]
+    parts += [f"{name} {r[k]:g}" for k, name in (("lr", "lr"), ("weight_decay", "wd")) if k in r]
+    if "batch_size" in r:
+        parts.append(f"batch {r['batch_size']}")
+    if "amp" in r:
+        parts.append("bf16" if resolve_amp(r["amp"], device) else "float32")
+    return ", ".join(parts)
+
+
+@dataclass
+class RecipeRun:
+    """One training of :func:`train_recipes`: its ``label``, full ``recipe`` (every :data:`RECIPE_KEYS`),
+    ``history`` (:class:`~emotiw_utils.cnn.CnnHistory`) and ``seconds`` of wall time."""
+
+    label: str
+    recipe: dict[str, Any]
+    history: CnnHistory
+    seconds: float
+
+
+def train_recipes(base: Mapping[str, Any], variants: Sequence[Mapping[str, Any]], config: CnnConfig,
+                  pool: StaticFaces, hold: np.ndarray, afew_frames: tuple[np.ndarray, np.ndarray],
+                  mean_image: Any, std_image: Any, *, extra_monitors: Mapping[str, tuple[Any, Any]] | None = None,
+                  seed: int = 0, device: Any = "cpu", **train_kwargs: Any) -> list[RecipeRun]:
+    """Train one CNN per recipe in ``variants`` under the ``holdout`` regime of chapter 02
+    (:func:`emotiw_utils.early_stopping.train_regime`: FER+TFD minus the holdout, the same monitors, the
+    same initialisation ``seed``), each recipe being ``base`` (every :data:`RECIPE_KEYS`) with the
+    variant's keys replaced. ``train_kwargs`` (epochs, ...) go to :func:`~emotiw_utils.cnn.train_cnn`.
+    Returns one :class:`RecipeRun` per variant, in order; its label names what the variant changes."""
+    missing = sorted(set(RECIPE_KEYS) - set(base))
+    if missing:
+        raise ValueError(f"the base recipe lacks {missing}")
+    checked = [check_recipe(v) for v in variants]  # every variant checked before any training
+    runs = []
+    for variant in checked:
+        recipe = {**{k: base[k] for k in RECIPE_KEYS}, **variant}
+        kwargs = {k: v for k, v in recipe.items() if k != "amp"}
+        t0 = time.perf_counter()
+        _, hist, _ = train_regime("holdout", config, pool, hold, afew_frames, mean_image, std_image,
+                                  extra_monitors=extra_monitors, seed=seed, device=device,
+                                  amp=resolve_amp(recipe["amp"], device), **kwargs, **train_kwargs)
+        runs.append(RecipeRun(recipe_label(variant, device), recipe, hist, time.perf_counter() - t0))
+    return runs
