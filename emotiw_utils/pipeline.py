@@ -143,13 +143,16 @@ def resolve_data(profile: str, seed: int, data: DataPaths | None = None, workers
     FER2013 in ``replace`` (:data:`~emotiw_utils.profiles.REQUIRED_DATA`). ``replace`` swaps some
     datasets of a synthetic profile for real files (``{"fer2013": path}``, keys ``afew``, ``fer2013``,
     ``tfd``): e.g. the real-FER2013 check of chapter 02 on synthetic AFEW. A real FER2013 without a
-    real TFD drops SynthTFD, so real and synthetic faces are never mixed in one training set.
+    real TFD drops SynthTFD, so real and synthetic faces are never mixed in one training set. With AFEW and
+    FER2013 both replaced, no synthetic dataset is generated or read.
     """
     required = profiles.REQUIRED_DATA.get(profile, ())
     missing = [n for n in required if data is None and n not in (replace or {})]
     if missing:
         raise ValueError(f"profile {profile!r} reads the real datasets: pass "
                          + " and ".join(f"--{n} PATH" for n in required))
+    if data is None and {"afew", "fer2013"} <= set(replace or {}):
+        data = DataPaths(afew=Path(replace["afew"]), fer2013=Path(replace["fer2013"]))  # nothing synthetic is read
     if data is None:
         from .synth.generate import generate_dataset
 
@@ -558,7 +561,11 @@ def run_pipeline(profile: str, stages: Iterable[str] | None = None, run_dir: str
             print(f"[{stage.name}] done in {_fmt_seconds(wall)}", file=sys.stderr, flush=True)
     from .book_pages import record_run  # ran or cached, for the book's execution statistics (issue 17)
 
-    record_run(executed_dir, run_dir, results)
+    try:
+        record_run(executed_dir, run_dir, results)
+    except OSError as exc:  # e.g. a full disk: one line, not a traceback (the stages' manifests are written)
+        raise RuntimeError(f"the stages ran and their manifests are in {run_dir}, but the book's record of this run "
+                           f"could not be written in {executed_dir}: {exc.strerror or exc}") from exc
     return results
 
 

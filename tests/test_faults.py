@@ -447,9 +447,29 @@ def test_real_cremad_clips_probe_decode_and_audio():
         assert status == "ok"
 
 
-# -------------------------------------------------------------------------------------------- kill and resume
+# ------------------------------------------------------------------------- runs: kill and resume, side by side
 
 EMOTIW = Path(sys.executable).with_name("emotiw")
+
+
+def _prctl():
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+_PRCTL = _prctl()
+
+
+def die_with_the_test() -> None:
+    """``preexec_fn`` of a run the tests start: SIGKILL when the test process dies (Linux ``PR_SET_PDEATHSIG``),
+    so a test session killed half-way leaves no run behind (the run's kernel follows it, ipykernel's parent
+    poller)."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 #: Timing figures of a stage's metrics: the only values two runs of the same stages and seed may differ in.
 _TIMING = re.compile(r"seconds|per_second|wall")
 
@@ -501,7 +521,8 @@ def _interrupt(cmd: list[str], executed: Path, marker: str, sig: int) -> tuple[i
     import psutil
 
     t0 = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=die_with_the_test)
     kids: list = []
     try:
         while not _cell_started(executed, t0, marker):
@@ -550,6 +571,119 @@ def _assert_same_outputs(run: Path, ref: Path, stage_names: list[str]) -> None:
                     np.testing.assert_array_equal(x[k], y[k], err_msg=f"{name}/{f}[{k}]")
 
 
+def test_runs_started_side_by_side_generate_the_synthetic_data_once(tmp_path, monkeypatch):
+    """Two runs needing the same (stale or absent) synthetic dataset at once: one generates it, the other
+    waits and reuses it (before: both built it in the same ``.partial`` folder, each deleting the other's)."""
+    import threading
+
+    tiny = generate.SynthSizes(afew=(2, 1, 1), fer=(3, 1, 1), tfd=2, tfd_unlabelled=0)
+    monkeypatch.setitem(generate.SYNTH_PROFILES, "smoke", tiny)
+    made, real = [], generate._generate
+    monkeypatch.setattr(generate, "_generate", lambda *a: made.append(a) or real(*a))
+    root, out, errors = tmp_path / "ds", [], []
+
+    def run():
+        try:
+            out.append(generate.generate_dataset("smoke", seed=0, workers=1, root=root, progress=False))
+        except BaseException as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(50)
+    assert not errors and out == [root, root] and len(made) == 1
+    assert generate.load_generation_info(root)["stats"]["afew"]["clips"] == 4
+    assert not root.with_name("ds.partial").exists()
+
+
+def test_a_run_on_real_afew_and_fer2013_generates_no_synthetic_data(tmp_path, monkeypatch):
+    from emotiw_utils import pipeline
+
+    monkeypatch.setattr(generate, "generate_dataset", lambda *a, **k: pytest.fail("synthetic data generated"))
+    (tmp_path / "afew").mkdir()
+    (tmp_path / "fer2013.csv").write_text("emotion,pixels,Usage\n")
+    data = pipeline.resolve_data("smoke", 0, replace={"afew": tmp_path / "afew", "fer2013": tmp_path / "fer2013.csv"})
+    assert (data.afew, data.fer2013, data.tfd, data.synthetic) == (tmp_path / "afew", tmp_path / "fer2013.csv",
+                                                                  None, False)
+
+
+_NOTEBOOK = """---
+jupytext:
+  text_representation: {extension: .md, format_name: myst}
+kernelspec: {display_name: Python 3, language: python, name: python3}
+---
+# A stage
+
+```{code-cell} ipython3
+:tags: [parameters]
+
+profile = "smoke"
+seed = 0
+device = "cpu"
+stage = "x"
+run_dir = "runs/x"
+afew_dir = None
+fer2013_path = None
+tfd_path = None
+synthetic = True
+```
+
+```{code-cell} ipython3
+from emotiw_utils import artifacts
+
+artifacts.atomic_write_json(artifacts.stage_dir(run_dir, stage) / "result.json", {"done": True})
+```
+"""
+
+
+def test_a_full_disk_after_the_notebook_ran_is_one_line_and_leaves_no_temporary_file(tmp_path, monkeypatch, capsys):
+    """ENOSPC while the runner records a stage whose notebook ran (its copy of the executed notebook, written
+    half), then while it records the run for the book: each a one-line error of ``emotiw run`` (exit 1), the
+    stage's manifest ``failed`` with the reason, no temporary file."""
+    import errno
+
+    from emotiw_utils import book_pages, cli, paths, pipeline, stages
+
+    (tmp_path / "a.md").write_text(_NOTEBOOK)
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "base.yaml").write_text("common:\n  seed: 0\n  device: cpu\nstages:\n  00_a: {}\n")
+    (tmp_path / "params" / "smoke.yaml").write_text("# as base.yaml\n")
+    (tmp_path / "afew").mkdir()
+    (tmp_path / "fer2013.csv").write_text("emotion,pixels,Usage\n")
+    monkeypatch.setattr(stages, "STAGES", [stages.Stage("00_a", str(tmp_path / "a.md"), "A")])
+    monkeypatch.setattr(paths, "PARAMS_DIR", tmp_path / "params")
+    run = tmp_path / "run"
+    argv = ["run", "--profile", "smoke", "--run-dir", str(run), "--executed-dir", str(tmp_path / "executed"),
+            "--afew", str(tmp_path / "afew"), "--fer2013", str(tmp_path / "fer2013.csv"), "--quiet"]
+
+    def full_disk(src, dst, *a, **k):
+        Path(dst).write_bytes(Path(src).read_bytes()[:100])
+        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+
+    with monkeypatch.context() as m:
+        m.setattr(pipeline.shutil, "copyfile", full_disk)
+        assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("emotiw: error: stage 00_a ran, but its outputs could not be recorded in ")
+    assert "No space left on device" in err and len(err.splitlines()) == 1
+    manifest = artifacts.read_manifest(run / "00_a")
+    assert manifest["status"] == "failed" and "No space left on device" in manifest["error"]
+    assert (run / "00_a" / "result.json").is_file()
+    assert [p.name for p in (run / "00_a").iterdir() if p.name.startswith(".")] == []
+
+    def no_space(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(book_pages, "record_run", no_space)
+    assert cli.main(argv) == 1  # the stage runs again (its manifest says failed), then the record fails
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("emotiw: error: the stages ran and their manifests are in ") and len(err.splitlines()) == 1
+    assert "No space left on device" in err
+    assert artifacts.read_manifest(run / "00_a")["status"] == "ok"
+
+
 def test_the_temporary_files_of_a_killed_writer_are_found_and_only_they(tmp_path):
     from emotiw_utils.atomic import atomic_path, remove_stale_temporaries
 
@@ -573,7 +707,7 @@ def test_a_run_killed_and_interrupted_mid_stage_resumes_to_the_same_results(tmp_
     never interrupted (same stages, same seed)."""
     from emotiw_utils import cnn, stages
 
-    signal.alarm(240)  # three runs of two stages and their interruptions: this test's own limit
+    signal.alarm(420)  # three runs of two stages and their interruptions: this test's own limit (on a loaded machine)
     data = tiny_synth(tmp_path / "data")
     names = [stages.ALIGNMENT.name, stages.CNN.name]
     params = [f"{stages.CNN.name}.epochs=1"]
@@ -581,10 +715,10 @@ def test_a_run_killed_and_interrupted_mid_stage_resumes_to_the_same_results(tmp_
     # the reference runs beside the interrupted run (its kernels are mostly single-threaded start-up and imports)
     ref = tmp_path / "reference"
     reference = subprocess.Popen(emotiw_run(data, ref, names, *params), stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True)
+                                 stderr=subprocess.STDOUT, text=True, preexec_fn=die_with_the_test)
     try:
         _kill_resume_chain(data, tmp_path / "run", names, params)
-        out, _ = reference.communicate(timeout=180)
+        out, _ = reference.communicate(timeout=240)
     finally:
         if reference.poll() is None:
             reference.kill()
@@ -614,7 +748,7 @@ def _kill_resume_chain(data: dict[str, Path], run: Path, names: list[str], param
 
     # a later stage refuses to start on the killed stage's leftovers, naming it and the command that fixes it
     later = subprocess.run(emotiw_run(data, run, [stages.IRNN.name], *params), capture_output=True, text=True,
-                           timeout=120)
+                           timeout=120, preexec_fn=die_with_the_test)
     assert later.returncode != 0
     assert f"reads {stages.CNN.name}, which has not run" in later.stderr
     assert f"--stages {stages.CNN.name}" in later.stderr
@@ -626,7 +760,7 @@ def _kill_resume_chain(data: dict[str, Path], run: Path, names: list[str], param
     assert (manifest["status"], manifest["error"]) == ("failed", "interrupted")
     assert not stale.exists()  # removed before 02 ran again
 
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, preexec_fn=die_with_the_test)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = {line.split()[0]: line.split()[1] for line in done.stdout.splitlines()
                if line.split() and line.split()[0] in names}
