@@ -64,7 +64,8 @@ def face_grid(images, labels, per_class: int = 6, title: str = "", seed: int = 0
     """
     plt = _plt()
     rng = np.random.default_rng(seed)
-    fig, axes = plt.subplots(NUM_CLASSES, per_class, figsize=(per_class * 0.95, NUM_CLASSES * 1.05))
+    fig, axes = plt.subplots(NUM_CLASSES, per_class, figsize=(per_class * 0.95, NUM_CLASSES * 1.05),
+                             squeeze=False)  # (7, 1) axes, not (7,), with one example per class
     for c in range(NUM_CLASSES):
         idx = np.flatnonzero(np.asarray(labels) == c)
         pick = rng.choice(idx, size=min(per_class, len(idx)), replace=False) if len(idx) else []
