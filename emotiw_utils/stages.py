@@ -176,7 +176,8 @@ AUDIO = Stage(
                                              "comparison (cache keyed by the files)"),
         "model": _a("audio_model.skops", "standardiser + PCA + RBF SVM on the IS10 features"),
         "projection": _a("audio_projection.skops", "the PCA whitening that gives the fusion network's 10 inputs"),
-        "prior": _a("audio_prior.npz", "the class prior given to clips without audio"),
+        "prior": _a("audio_prior.npz", "the class prior given to clips without audio, and the run's bound on "
+                                       "long audio tracks (max_audio_seconds)"),
         "clip_probs": CLIP_PROBS, "fusion_features": FUSION_FEATURES,
     }, models=("model", "projection", "prior"), caches=("is10", "egemaps"), record="AudioRecord",
     modality="audio")
