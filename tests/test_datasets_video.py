@@ -7,12 +7,14 @@ import pytest
 
 from emotiw_utils.datasets.video import (
     ClipInfo,
+    DecodeReport,
     NoAudioError,
     iter_frames,
     probe_clip,
     read_audio,
     read_frames,
     read_frames_and_fps,
+    read_video,
     write_clip,
 )
 from emotiw_utils.errors import DataFormatError
@@ -137,3 +139,32 @@ def test_streamed_frames_equal_the_whole_clip(tmp_path):
     first = next(it)  # one frame at a time
     assert first.shape == (H, W, 3) and first.dtype == np.uint8
     np.testing.assert_array_equal(np.stack([first, *it]), read_frames(path))
+
+
+def test_streamed_gray_frames_and_report(tmp_path):
+    """iter_frames in gray gives read_frames' gray frames; its report states the rate and header count."""
+    path = write_clip(tmp_path / "clip.avi", smooth_frames(), fps=FPS)
+    report = DecodeReport()
+    gray = np.stack(list(iter_frames(path, gray=True, report=report)))
+    np.testing.assert_array_equal(gray, read_frames(path, gray=True))
+    assert gray.shape == (T, H, W) and report.fps == FPS and report.header_frames == T and report.frames == T
+    assert report.problem is None
+
+
+def test_read_video_is_the_tolerant_stream_stacked(tmp_path, pcm):
+    """A clip cut part-way: read_video keeps what decoded and says why, exactly as iter_frames with a report
+    does (one decoder for both)."""
+    data = write_clip(tmp_path / "full.avi", smooth_frames(), audio=pcm).read_bytes()
+    for frac in (0.3, 0.5, 0.8):
+        cut = tmp_path / f"cut{frac}.avi"
+        cut.write_bytes(data[: int(frac * len(data))])
+        try:
+            video = read_video(cut)
+        except DataFormatError as e:
+            assert e.path == cut
+            continue
+        report = DecodeReport()
+        frames = list(iter_frames(cut, report=report))
+        np.testing.assert_array_equal(np.stack(frames), video.frames)
+        assert (report.problem, report.header_frames, report.fps) == (video.problem, video.header_frames, video.fps)
+        assert len(frames) < T and video.problem is not None

@@ -23,6 +23,7 @@ from emotiw_utils.errors import DataFormatError
 
 __all__ = [
     "ClipInfo",
+    "DecodeReport",
     "DecodedVideo",
     "NoAudioError",
     "audio_short",
@@ -345,61 +346,83 @@ class DecodedVideo:
         return (self.header_frames or len(self.frames)) / self.fps
 
 
+@dataclass
+class DecodeReport:
+    """What :func:`iter_frames` found while streaming a clip, for a caller that keeps what decoded.
+
+    Attributes:
+        fps: the stream's frame rate (None: the container states none; set when the file is opened).
+        header_frames: the frame count the container header states (0: none stated).
+        frames: frames decoded so far.
+        problem: None, or, once the stream is exhausted, why the clip is ``truncated``: a decode error
+            after some frames (the frames before it were yielded), or fewer frames than the header states.
+    """
+
+    fps: float | None = None
+    header_frames: int = 0
+    frames: int = 0
+    problem: str | None = None
+
+
 def read_video(path: str | Path, gray: bool = False) -> DecodedVideo:
     """Decode every video frame and check the decode against the container header.
 
     A decode error part-way keeps the frames decoded before it and sets ``problem``; so does a frame count
     short of the header's (a file cut off). Raises DataFormatError for a missing or unreadable file, no
-    video stream or no frame decoded at all.
+    video stream or no frame decoded at all. (:func:`iter_frames` with a :class:`DecodeReport`, stacked.)
+    """
+    p = Path(path)
+    report = DecodeReport()
+    frames = list(iter_frames(p, gray=gray, report=report))  # each frame converted as it comes
+    if not frames:
+        raise DataFormatError(p, "no video frame could be decoded")
+    if not report.fps:
+        raise DataFormatError(p, "video stream has no frame rate")
+    return DecodedVideo(np.stack(frames), report.fps, report.header_frames, report.problem)
+
+
+def iter_frames(path: str | Path, gray: bool = False, report: DecodeReport | None = None) -> Iterator[np.ndarray]:
+    """The video frames of ``path`` as ``(H, W, 3)`` uint8 RGB (``gray=True``: ``(H, W)`` uint8 luminance,
+    ``cv2.COLOR_RGB2GRAY`` of the RGB frame), decoded one at a time (streamed: memory does not grow with the
+    clip).
+
+    Without ``report``: a DataFormatError naming the file when it is missing, cannot be opened, holds no video
+    stream, or fails to decode part-way (the message says after how many frames). With a
+    :class:`DecodeReport`: a decode error after at least one frame ends the stream instead, and ``report``
+    says so (``problem``), as it does a frame count short of the header's; the frame rate and header count
+    are in ``report`` once the file is open. A clip without any frame yields nothing either way.
     """
     av = _av()
     p = Path(path)
-    problem = None
     with _open(p) as container:
         if not container.streams.video:
             raise DataFormatError(p, "no video stream")
         stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         header_frames = max(int(stream.frames or 0), 0)
+        if report is not None:
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            report.fps = float(rate) if rate else None
+            report.header_frames = header_frames
         stream.thread_type = "AUTO"
         if gray:
             import cv2
-        rgb = []  # decoded frames, each converted to gray as it comes: a whole clip in RGB is never held
-        try:
-            for frame in container.decode(stream):
-                f = frame.to_ndarray(format="rgb24")
-                rgb.append(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) if gray else f)
-        except (av.FFmpegError, ValueError) as e:
-            if not rgb:
-                raise DataFormatError(p, f"cannot decode video: {e}") from e
-            problem = f"decode error after {len(rgb)} frames: {e}"
-    if not rgb:
-        raise DataFormatError(p, "no video frame could be decoded")
-    if not rate:
-        raise DataFormatError(p, "video stream has no frame rate")
-    if problem is None and frames_missing(header_frames, len(rgb)):
-        problem = f"{len(rgb)} frames decoded, the header states {header_frames}"
-    return DecodedVideo(np.stack(rgb), float(rate), header_frames, problem)
-
-
-def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """The video frames of ``path`` as ``(H, W, 3)`` uint8 RGB, decoded one at a time (streamed: memory does not
-    grow with the clip). DataFormatError naming the file when it is missing, cannot be opened, holds no video
-    stream, or fails to decode part-way (the message says after how many frames)."""
-    av = _av()
-    p = Path(path)
-    with _open(p) as container:
-        if not container.streams.video:
-            raise DataFormatError(p, "no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
         n = 0
         try:
             for frame in container.decode(stream):
+                f = frame.to_ndarray(format="rgb24")
                 n += 1
-                yield frame.to_ndarray(format="rgb24")
+                if report is not None:
+                    report.frames = n
+                yield cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) if gray else f
         except (av.FFmpegError, ValueError) as e:
-            raise DataFormatError(p, f"cannot decode video after {n} frames: {e}") from e
+            if report is None:
+                raise DataFormatError(p, f"cannot decode video after {n} frames: {e}") from e
+            if not n:
+                raise DataFormatError(p, f"cannot decode video: {e}") from e
+            report.problem = f"decode error after {n} frames: {e}"
+            return
+    if report is not None and frames_missing(header_frames, n):
+        report.problem = f"{n} frames decoded, the header states {header_frames}"
 
 
 def read_audio(path: str | Path, sr: int = AUDIO_SR) -> np.ndarray:
