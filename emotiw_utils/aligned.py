@@ -10,20 +10,28 @@ all) and saves/loads the stage's artifacts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from emotiw_utils import faces
 from emotiw_utils.artifacts import atomic_write_json, read_json, save_npz_atomic
 from emotiw_utils.constants import AFEW_SPLITS, EMOTIONS, FER_USAGES, UNKNOWN_LABEL
-from emotiw_utils.datasets.afew import ClipRecord, load_clip, scan_afew
+from emotiw_utils.datasets.afew import ClipRecord, scan_afew
 from emotiw_utils.datasets.keypoints import read_keypoints, read_static_keypoints
-from emotiw_utils.datasets.video import probe_clip
-from emotiw_utils.detect_video import VideoPolicy, detect_clips
+from emotiw_utils.datasets.video import DecodeReport, iter_frames, probe_clip
+from emotiw_utils.detect_video import (
+    FrameTracker,
+    VideoPolicy,
+    _FrameError,
+    _OneTorchThread,
+    choose_workers,
+    detect_clips,
+    worker_detector,
+)
 from emotiw_utils.errors import DataFormatError
 from emotiw_utils.workers import process_map
 
@@ -32,9 +40,11 @@ __all__ = [
     "AfewFaces",
     "KeypointSource",
     "StaticFaces",
+    "StreamAligner",
     "afew_keypoints",
     "align_afew",
     "align_clip",
+    "align_clip_stream",
     "build_static_faces",
     "clip_noise",
     "detection_table",
@@ -231,7 +241,17 @@ def afew_keypoints(records: Sequence[ClipRecord], device: str = "cpu", progress:
     Returns (keypoints per record, counts ``{"sidecar", "detected", "unreadable"}`` (clips) and
     ``{"frames_detected", "frames_interpolated"}`` (frames of the detected clips)).
     """
+    kps, counts, _ = _afew_keypoints(records, device, progress, policy, workers)
+    return kps, counts
+
+
+def _afew_keypoints(records: Sequence[ClipRecord], device: str, progress: bool, policy: VideoPolicy | None,
+                    workers: int | None,
+                    ) -> tuple[list[np.ndarray | None], dict[str, int], list[tuple[int, int] | None]]:
+    """:func:`afew_keypoints` plus the frame size ``(height, width)`` of every detected clip (None for the
+    others)."""
     out: list[np.ndarray | None] = [None] * len(records)
+    sizes: list[tuple[int, int] | None] = [None] * len(records)
     counts = {"sidecar": 0, "detected": 0, "unreadable": 0, "frames_detected": 0, "frames_interpolated": 0}
     to_detect = []
     for i, rec in enumerate(records):
@@ -247,11 +267,11 @@ def afew_keypoints(records: Sequence[ClipRecord], device: str = "cpu", progress:
             if isinstance(res, DataFormatError):
                 counts["unreadable"] += 1
                 continue
-            out[i] = res.keypoints
+            out[i], sizes[i] = res.keypoints, tuple(res.frame_size)
             counts["detected"] += 1
             counts["frames_detected"] += int(res.detected.sum())
             counts["frames_interpolated"] += int(res.interpolated.sum())
-    return out, counts
+    return out, counts, sizes
 
 
 def fit_afew_alignment(train_keypoints: Sequence[np.ndarray | None], fer_mean: np.ndarray,
@@ -342,34 +362,311 @@ def clip_noise(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, 7, split_idx, index])
 
 
+# ------------------------------------------------------------------------------------ streamed alignment
+
+#: Frames aligned together by :class:`StreamAligner` (one vectorised face-box computation per batch).
+_ALIGN_BATCH = 32
+
+
+class _DecodedOtherwise(ValueError):
+    """A clip decoded to another number of frames than the first time."""
+
+
+class StreamAligner:
+    """Aligns one clip's gray frames in frame order as their keypoints become known, holding only the frames
+    that wait: the faces of :meth:`AfewAligner.align` on the whole clip, its border noise drawn in the same order.
+
+    A frame with a face is aligned on its own keypoints. A frame without one takes those of the nearest frame
+    with a face, the earlier on ties (:func:`emotiw_utils.faces.fill_missing_keypoints`), so it waits until that
+    is settled: until the next frame with a face arrives, or until the next face is known to be at least as far
+    as the previous one (from ``hint``, the keypoints the clip is expected to have, else from the frames pushed
+    so far). A clip without any face gets the aligner's fallback box, at its end (at once when ``hint`` shows no
+    face). When more than ``max_pending`` frames wait, they are dropped and :attr:`overflow` says from which
+    frame on the clip must be aligned from a second decode, every keypoint known (:meth:`align_known`).
+
+    Args:
+        aligner: the AFEW aligner.
+        rng: the clip's border noise (:func:`clip_noise`).
+        max_pending: most frames held while they wait for a face.
+        hint: ``(N, 5, 2)`` keypoints the pushed ones will be (a sidecar), or None.
+    """
+
+    def __init__(self, aligner: AfewAligner, rng: np.random.Generator, max_pending: int,
+                 hint: np.ndarray | None = None) -> None:
+        self.aligner, self.rng, self.max_pending = aligner, rng, int(max_pending)
+        self._hint_faces = (None if hint is None
+                            else np.flatnonzero(np.isfinite(np.asarray(hint, np.float64)).all(axis=(1, 2))))
+        self.n = 0  # frames pushed
+        self.has: list[bool] = []
+        self.faces: list[np.ndarray] = []
+        self.overflow: int | None = None
+        self._prev: tuple[int, np.ndarray] | None = None  # the last frame with a face: (index, keypoints)
+        self._pending: deque[tuple[int, np.ndarray]] = deque()  # (index, gray frame) waiting for a face
+        self._ready: list[tuple[np.ndarray, np.ndarray]] = []  # (gray frame, keypoints) to align, in order
+        self._fallback: np.ndarray | None = None
+
+    def _next_face_bound(self) -> float:
+        """A lower bound of the index of the next frame with a face (the frames pushed so far have none after
+        the previous face); inf when there is none."""
+        if self._hint_faces is None:
+            return float(self.n)
+        k = np.searchsorted(self._hint_faces, self.n)
+        return float(self._hint_faces[k]) if k < len(self._hint_faces) else np.inf
+
+    def push(self, frames: Sequence[np.ndarray], keypoints: np.ndarray) -> None:
+        """The next ``len(frames)`` ``(H, W)`` uint8 gray frames and their ``(n, 5, 2)`` keypoints (NaN: no face)."""
+        kps = np.asarray(keypoints)
+        for g, k in zip(frames, kps, strict=True):
+            i = self.n
+            self.n += 1
+            face = bool(np.isfinite(k).all())
+            self.has.append(face)
+            if self._fallback is None:
+                h, w = g.shape[:2]
+                self._fallback = self.aligner.fallback * np.array([w, h], dtype=np.float64)
+            if self.overflow is not None:
+                continue
+            if face:
+                while self._pending:
+                    j, gj = self._pending.popleft()
+                    p = self._prev
+                    self._ready.append((gj, p[1] if p is not None and j - p[0] <= i - j else k))
+                self._ready.append((g, k))
+                self._prev = (i, k)
+            else:
+                self._pending.append((i, g))
+                self._release()
+                if len(self._pending) > self.max_pending:
+                    self.overflow = self._pending[0][0]
+                    self._pending.clear()
+            if len(self._ready) >= _ALIGN_BATCH:
+                self._align_ready()
+
+    def _release(self) -> None:
+        """Align the waiting frames whose nearest face is settled to be the previous one (or none at all)."""
+        bound = self._next_face_bound()
+        while self._pending:
+            j, gj = self._pending[0]
+            if self._prev is not None and j - self._prev[0] <= bound - j:
+                self._ready.append((gj, self._prev[1]))
+            elif self._prev is None and bound == np.inf:
+                self._ready.append((gj, self._fallback))
+            else:
+                return
+            self._pending.popleft()
+
+    def _align_ready(self) -> None:
+        if not self._ready:
+            return
+        frames = np.stack([g for g, _ in self._ready])
+        kps = np.stack([np.asarray(k, dtype=np.float64) for _, k in self._ready])
+        self._ready = []
+        out, _, _ = faces.align_frames(frames, kps, self.aligner.alignment, self._fallback, self.rng,
+                                       self.aligner.box_scale)
+        self.faces.append(out)
+
+    def finish(self) -> None:
+        """The clip has ended: the frames still waiting take the previous face, or the fallback box."""
+        if self.overflow is None:
+            fill = self._prev[1] if self._prev is not None else self._fallback
+            self._ready.extend((g, fill) for _, g in self._pending)
+            self._pending.clear()
+        self._align_ready()
+
+    def align_known(self, frames: Iterable[np.ndarray], keypoints: np.ndarray) -> None:
+        """Align frames :attr:`overflow` onwards (or every frame when nothing was pushed) from ``frames``, a new
+        decode of the clip from its first frame, with ``keypoints`` ``(T, 5, 2)``: those of all ``T`` frames.
+        Raises ``_DecodedOtherwise`` when that decode gives other than ``T`` frames."""
+        kps = np.asarray(keypoints, dtype=np.float64)
+        start = self.overflow if self.overflow is not None else self.n
+        filled, has = faces.fill_missing_keypoints(kps) if len(kps) else (None, np.zeros(0, bool))
+        if self.n == 0:
+            self.has = [bool(h) for h in has]
+            self.n = len(kps)
+        n = 0
+        for i, g in enumerate(frames):
+            n += 1
+            if i >= len(kps):
+                break
+            if i < start:
+                continue
+            if self._fallback is None:
+                h, w = g.shape[:2]
+                self._fallback = self.aligner.fallback * np.array([w, h], dtype=np.float64)
+            self._ready.append((g, filled[i] if filled is not None else self._fallback))
+            if len(self._ready) >= _ALIGN_BATCH:
+                self._align_ready()
+        self._align_ready()
+        if n != len(kps):
+            more = "+" if n > len(kps) else ""
+            raise _DecodedOtherwise(f"the clip decoded to {n}{more} frames, {len(kps)} the first time")
+        self.overflow = None
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(faces ``(T, 48, 48)`` uint8, ``(T,)`` frames with their own face, no face in the whole clip): as
+        :meth:`AfewAligner.align` has them."""
+        out = (np.concatenate(self.faces) if self.faces
+               else np.zeros((0, faces.FACE_SIZE, faces.FACE_SIZE), np.uint8))
+        if len(out) != self.n:
+            raise RuntimeError(f"{self.n} frames pushed, {len(out)} aligned")
+        has = np.array(self.has, dtype=bool)
+        return out, has, not has.any()
+
+
+def _video_error(path: Path, report: DecodeReport) -> None:
+    """The errors :func:`emotiw_utils.datasets.video.read_video` raises after decoding."""
+    if not report.frames:
+        raise DataFormatError(path, "no video frame could be decoded")
+    if not report.fps:
+        raise DataFormatError(path, "video stream has no frame rate")
+
+
+def _problems(path: Path, report: DecodeReport) -> list[tuple[str, str]]:
+    return [] if report.problem is None else [("truncated", f"{path}: {report.problem}")]
+
+
+def align_clip_stream(path: str | Path, aligner: AfewAligner, rng: np.random.Generator, *,
+                      keypoints: np.ndarray | None = None, exact: bool = False, detector=None,
+                      policy: VideoPolicy | None = None) -> dict:
+    """Align one clip's frames streamed from its file, decoding it once (stage 01's single pass).
+
+    Keypoints come from ``detector`` under ``policy`` (MTCNN on the RGB frames as they are decoded,
+    :class:`~emotiw_utils.detect_video.FrameTracker`) when it is given, else from ``keypoints``: a sidecar
+    (``exact`` False: the clip may decode to more or fewer frames; frames beyond it have no face) or a previous
+    detection on this clip (``exact`` True: one row per frame), or none at all (None: the fallback box). Frames
+    are aligned as their keypoints become known (:class:`StreamAligner`): at most ``policy.span + 1`` frames wait
+    for MTCNN and ``policy.window`` for a face, whatever the clip's length. A clip where more wait for a face
+    is decoded a second time for the frames that waited.
+
+    Returns:
+        ``{"faces", "has_face", "no_face"}`` (as :meth:`AfewAligner.align`), ``"problems"`` (``truncated``, as
+        :func:`emotiw_utils.datasets.afew.load_clip` has it), ``"decodes"`` (1 or 2) and, with ``detector``,
+        ``"keypoints"``: the :class:`~emotiw_utils.detect_video.VideoKeypoints`.
+
+    Raises:
+        DataFormatError: the clip cannot be opened, holds no video stream or no decodable frame, has no frame
+            rate, or frames of different sizes.
+    """
+    import cv2
+
+    p = Path(path)
+    policy = policy or VideoPolicy()
+    report = DecodeReport()
+    hint = None if detector is not None or exact else (np.zeros((0, 5, 2)) if keypoints is None else keypoints)
+    stream = StreamAligner(aligner, rng, policy.window, hint=hint)
+    out = {"decodes": 1}
+    if exact:
+        try:
+            stream.align_known(_checked(iter_frames(p, gray=True, report=report), p, report), keypoints)
+        except _DecodedOtherwise as e:
+            raise DataFormatError(p, str(e)) from e
+    elif detector is None:
+        known = np.zeros((0, 5, 2)) if keypoints is None else np.asarray(keypoints)
+        nan = np.full((5, 2), np.nan)
+        for i, g in enumerate(_checked(iter_frames(p, gray=True, report=report), p, report)):
+            stream.push([g], (known[i] if i < len(known) else nan)[None])
+        _video_error(p, report)
+        stream.finish()
+        if stream.overflow is not None:
+            full = np.full((stream.n, 5, 2), np.nan)
+            full[:min(len(known), stream.n)] = known[:stream.n]
+            out["decodes"] = 2
+            _align_again(stream, p, full)
+    else:
+        tracker = FrameTracker(detector, policy)
+        grays: deque[np.ndarray] = deque()
+        chunks: list = []
+
+        def take(new: list) -> None:
+            for k, det, interp in new:
+                chunks.append((k, det, interp))
+                stream.push([grays.popleft() for _ in range(len(k))], k)
+
+        try:
+            for frame in _checked(iter_frames(p, report=report), p, report):
+                grays.append(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
+                take(tracker.push(frame))
+            _video_error(p, report)
+            take(tracker.finish())
+        except _FrameError as e:  # frames of different sizes
+            raise DataFormatError(p, str(e)) from e
+        stream.finish()
+        out["keypoints"] = tracker.result(chunks)
+        if stream.overflow is not None:
+            out["decodes"] = 2
+            _align_again(stream, p, out["keypoints"].keypoints)
+    if exact:
+        _video_error(p, report)
+    out["faces"], out["has_face"], out["no_face"] = stream.result()
+    out["problems"] = _problems(p, report)
+    return out
+
+
+def _align_again(stream: StreamAligner, path: Path, keypoints: np.ndarray) -> None:
+    """The second decode of a clip whose frames waited too long for a face (:attr:`StreamAligner.overflow`)."""
+    try:
+        stream.align_known(iter_frames(path, gray=True, report=DecodeReport()), keypoints)
+    except _DecodedOtherwise as e:
+        raise DataFormatError(path, str(e)) from e
+
+
+def _checked(frames: Iterator[np.ndarray], path: Path, report: DecodeReport) -> Iterator[np.ndarray]:
+    """``frames``, refusing a stream without a frame rate at its first frame (as read_video does after decoding)."""
+    for i, f in enumerate(frames):
+        if i == 0 and not report.fps:
+            raise DataFormatError(path, "video stream has no frame rate")
+        yield f
+
+
 def align_clip(record: ClipRecord, aligner: AfewAligner, rng: np.random.Generator,
                device: str = "cpu", policy: VideoPolicy | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
     """Aligned faces of one clip (a new video: ``ClipRecord(clip_id, split, label, path, keypoints_path)``)
     with a finished run's ``aligner`` (:func:`load_alignments`): keypoints from the clip's sidecar or MTCNN
-    (:func:`afew_keypoints` under ``policy``, default :class:`~emotiw_utils.detect_video.VideoPolicy`), then :meth:`AfewAligner.align`. Returns (faces ``(T, 48, 48)`` uint8, ``(T,)``
-    frames with their own face, no face in the whole clip); DataFormatError if the clip cannot be read."""
-    (kps,), _ = afew_keypoints([record], device, policy=policy, workers=1)
-    frames = load_clip(record, gray=True, audio=False).frames
-    return aligner.align(frames, kps, rng)
+    under ``policy`` (default :class:`~emotiw_utils.detect_video.VideoPolicy`) in the same single decode that
+    aligns it (:func:`align_clip_stream`). Returns (faces ``(T, 48, 48)`` uint8, ``(T,)`` frames with their own
+    face, no face in the whole clip); DataFormatError if the clip cannot be read."""
+    policy = policy or VideoPolicy()
+    if record.keypoints_path is not None:
+        res = align_clip_stream(record.path, aligner, rng, keypoints=read_keypoints(record.keypoints_path),
+                                policy=policy)
+    else:
+        with _OneTorchThread():
+            res = align_clip_stream(record.path, aligner, rng, detector=worker_detector(device, policy),
+                                    policy=policy)
+    return res["faces"], res["has_face"], res["no_face"]
 
 
 _WORKER_STATE: dict = {}
 
 
-def _init_worker(aligner: AfewAligner) -> None:
-    import cv2
+def _init_worker(aligner: AfewAligner, device: str, policy: VideoPolicy, threads_one: bool) -> None:
+    """Once per process of the alignment pool (or once in this process): one OpenCV thread in a worker; MTCNN
+    loaded on the first clip that needs it."""
+    if threads_one:
+        import cv2
 
-    cv2.setNumThreads(1)
-    _WORKER_STATE.update(aligner=aligner)
+        cv2.setNumThreads(1)
+    _WORKER_STATE.update(aligner=aligner, device=device, policy=policy, threads_one=threads_one)
 
 
 def _align_task(args):
-    rec, kps, seed, index = args
+    """One clip of :func:`align_afew`'s alignment pass: (result of :func:`align_clip_stream` or None, the error
+    when unreadable)."""
+    rec, kps, mode, seed, index = args
+    st = _WORKER_STATE
+    rng = clip_noise(seed, rec.split, index)
     try:
-        clip = load_clip(rec, gray=True, audio=False)
+        if mode == "detect":
+            if st["threads_one"]:
+                import torch
+
+                torch.set_num_threads(1)
+            return align_clip_stream(rec.path, st["aligner"], rng, detector=worker_detector(st["device"], st["policy"]),
+                                     policy=st["policy"]), None
+        return align_clip_stream(rec.path, st["aligner"], rng, keypoints=kps, exact=mode == "exact",
+                                 policy=st["policy"]), None
     except DataFormatError as e:
-        return None, str(e), []
-    return _WORKER_STATE["aligner"].align(clip.frames, kps, clip_noise(seed, rec.split, index)), None, clip.problems
+        return None, str(e)
 
 
 def _frame_size(record: ClipRecord) -> tuple[int, int] | None:
@@ -388,53 +685,94 @@ def align_afew(afew_dir: str | Path, fer_mean: np.ndarray, seed: int = 0, worker
     """Align every frame of every AFEW clip onto FER2013 (paper 2.1.2; AFEW's transform from Train).
 
     Clips without a keypoint sidecar get MTCNN keypoints under ``detect_policy`` (default
-    :class:`~emotiw_utils.detect_video.VideoPolicy`). Clips are processed in ``workers`` processes
-    (default: all cores); every clip's noise stream is
+    :class:`~emotiw_utils.detect_video.VideoPolicy`). AFEW's transform is fitted on the keypoints of every
+    Train clip, so the Train clips MTCNN runs on are decoded twice: once to detect, once to align; every other
+    clip (Val and Test, and clips with a sidecar) is decoded once, its faces found and aligned as its frames
+    stream in (:func:`align_clip_stream`; a clip with more than ``detect_policy.window`` frames in a row
+    waiting for a face is decoded again for those). Clips are processed in ``workers`` processes (default:
+    all cores; this process alone when the job is too small to pay for starting them,
+    :func:`emotiw_utils.detect_video.choose_workers`); every clip's noise stream is
     :func:`clip_noise` ``(seed, split, index)``, so the result does not depend on ``workers``.
 
-    Returns (faces per split, the AFEW aligner: AFEW's alignment and fallback box, info: keypoint sources,
-    unreadable clips). Unreadable clips are skipped and listed in ``info["unreadable"]`` (with the error);
-    ``info["statuses"]`` gives every clip of every split its status under the clip policy
-    (:mod:`emotiw_utils.clip_policy`: ``ok``, ``unreadable``, ``truncated`` or ``no_face``), in dataset order.
+    Returns (faces per split, the AFEW aligner: AFEW's alignment and fallback box, info: keypoint sources and
+    how many clips were decoded twice (``info["keypoints"]``), unreadable clips). Unreadable clips are skipped
+    and listed in ``info["unreadable"]`` (with the error); ``info["statuses"]`` gives every clip of every split
+    its status under the clip policy (:mod:`emotiw_utils.clip_policy`: ``ok``, ``unreadable``, ``truncated``
+    or ``no_face``), in dataset order.
     """
+    policy = detect_policy or VideoPolicy()
     records = scan_afew(afew_dir, splits)
     if not any(r.split == "Train" for r in records):
         raise DataFormatError(Path(afew_dir), "no Train clips: AFEW's transform is inferred on Train")
-    kps, kp_counts = afew_keypoints(records, device, progress, policy=detect_policy, workers=workers)
-    train = [(r, k) for r, k in zip(records, kps) if r.split == "Train"]
-    sized = [(k, size) for (r, k), size in zip(train, (_frame_size(r) for r, _ in train)) if size is not None]
-    aligner = AfewAligner(fit_afew_alignment([k for _, k in train], fer_mean, box_scale),
+    # 1. Train's keypoints (sidecars; MTCNN: the first decode of those clips), then AFEW's transform
+    train = [r for r in records if r.split == "Train"]
+    train_kps, kp_counts, train_sizes = _afew_keypoints(train, device, progress, policy, workers)
+    sizes = [s if s is not None else _frame_size(r) if k is not None else None
+             for r, k, s in zip(train, train_kps, train_sizes)]
+    sized = [(k, size) for k, size in zip(train_kps, sizes) if size is not None]
+    aligner = AfewAligner(fit_afew_alignment(train_kps, fer_mean, box_scale),
                           fallback_keypoints([k for k, _ in sized], [size for _, size in sized]), float(box_scale))
 
+    # 2. every clip aligned, streamed: Train from its known keypoints, the others detected in the same decode
+    known = {id(r): (k, r.keypoints_path is None) for r, k in zip(train, train_kps)}
     per_split_index: dict[str, int] = {}
     tasks = []
-    for r, k in zip(records, kps):
+    for r in records:
         i = per_split_index.get(r.split, 0)
         per_split_index[r.split] = i + 1
-        tasks.append((r, k, seed, i))
-    results = list(process_map(_align_task, tasks, workers, names=[str(t[0].path) for t in tasks],
-                               initializer=_init_worker, initargs=(aligner,), progress=progress,
-                               desc="aligning AFEW", start_method="spawn"))  # forked after torch: can hang
+        if id(r) in known:
+            k, detected = known[id(r)]
+            mode = "exact" if detected and k is not None else "sidecar"
+        elif r.keypoints_path is not None:
+            k, mode = read_keypoints(r.keypoints_path), "sidecar"
+            kp_counts["sidecar"] += 1
+        else:
+            k, mode = None, "detect"
+        tasks.append((r, k, mode, seed, i))
+    detect = [str(t[0].path) for t in tasks if t[2] == "detect"]
+    n = choose_workers(workers, detect, [str(t[0].path) for t in tasks if t[2] != "detect"], device)
+    init_args = (aligner, device, policy, n > 1)
+    run = process_map(_align_task, tasks, n, names=[str(t[0].path) for t in tasks], initializer=_init_worker,
+                      initargs=init_args, progress=progress, desc="aligning AFEW",
+                      start_method="spawn")  # forked after torch: can hang
+    if n == 1 and detect:
+        with _OneTorchThread():
+            results = list(run)
+    else:
+        results = list(run)
+
+    kp_counts["decoded_twice"] = 0
+    for (r, _, mode, _, _), (res, _) in zip(tasks, results):
+        if mode == "detect":
+            if res is None:
+                kp_counts["unreadable"] += 1
+                continue
+            vk = res["keypoints"]
+            kp_counts["detected"] += 1
+            kp_counts["frames_detected"] += int(vk.detected.sum())
+            kp_counts["frames_interpolated"] += int(vk.interpolated.sum())
+        if res is not None:
+            kp_counts["decoded_twice"] += int(res["decodes"] > 1 or mode == "exact")
 
     out: dict[str, AfewFaces] = {}
     unreadable, statuses = [], {}
     for split in splits:
         ids, labels, fs, has, nofa = [], [], [], [], []
         status = statuses.setdefault(split, {})
-        for r, (res, err, problems) in zip(records, results):
+        for r, (res, err) in zip(records, results):
             if r.split != split:
                 continue
             if res is None:
                 unreadable.append({"split": split, "clip": r.clip_id, "error": err})
                 status[r.clip_id] = "unreadable"
                 continue
-            video_problems = [kind for kind, _ in problems if kind == "truncated"]
-            status[r.clip_id] = video_problems[0] if video_problems else "no_face" if res[2] else "ok"
+            video_problems = [kind for kind, _ in res["problems"] if kind == "truncated"]
+            status[r.clip_id] = video_problems[0] if video_problems else "no_face" if res["no_face"] else "ok"
             ids.append(r.clip_id)
             labels.append(r.label if r.label is not None else UNKNOWN_LABEL)
-            fs.append(res[0])
-            has.append(res[1])
-            nofa.append(res[2])
+            fs.append(res["faces"])
+            has.append(res["has_face"])
+            nofa.append(res["no_face"])
         lengths = [len(f) for f in fs]
         out[split] = AfewFaces(
             split=split, clip_ids=np.array(ids, dtype=str), labels=np.array(labels, dtype=np.int64),

@@ -15,9 +15,12 @@ instead, per clip:
    eye distances from one to the other (:func:`interpolable`); otherwise (a face lost or found, a fast
    move, a cut) every frame in between is detected as well. ``detect_every=1`` detects every frame.
 3. **One decode, many processes.** Each clip is decoded once, streamed, and its frames downscaled as
-   they come (at most ``window`` frames in memory); clips are spread over worker processes
-   (:func:`detect_clips`, with :func:`emotiw_utils.workers.process_map`: a worker's error reaches the
-   caller intact, naming the clip, and the pool is always shut down).
+   they come (:class:`FrameTracker`: at most ``window`` frames in memory; stage 01 aligns each frame in
+   the same decode as soon as its keypoints are known, :func:`emotiw_utils.aligned.align_clip_stream`);
+   clips are spread over worker processes (:func:`detect_clips`, with
+   :func:`emotiw_utils.workers.process_map`: a worker's error reaches the caller intact, naming the clip,
+   and the pool is always shut down), unless the job is too small to pay for starting them
+   (:func:`choose_workers`: MTCNN then runs in this process, on one thread).
 
 Each clip's :class:`VideoKeypoints` counts its frames detected and interpolated.
 """
@@ -33,12 +36,14 @@ from typing import Any
 import numpy as np
 
 from emotiw_utils.constants import KEYPOINTS
-from emotiw_utils.datasets.video import iter_frames
+from emotiw_utils.datasets.video import DecodeReport, iter_frames
 from emotiw_utils.errors import DataFormatError
 
 __all__ = [
+    "FrameTracker",
     "VideoKeypoints",
     "VideoPolicy",
+    "choose_workers",
     "detect_clip",
     "detect_clips",
     "detect_frames",
@@ -49,6 +54,7 @@ __all__ = [
     "key_frames",
     "to_frame_pixels",
     "track",
+    "worker_detector",
 ]
 
 _N_KP = len(KEYPOINTS)
@@ -252,11 +258,83 @@ def _downscale(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)
 
 
+class FrameTracker:
+    """:class:`VideoPolicy` detection on a clip's frames as they are decoded: :meth:`push` one ``(H, W, 3)``
+    uint8 RGB frame at a time, :meth:`finish` after the last. Frames are downscaled as they come and taken in
+    windows of ``policy.span + 1`` (the last frame of a window, a key frame, starts the next one), so at most
+    ``policy.span + 1`` downscaled frames are held, whatever the clip's length.
+
+    Each call returns the frames whose keypoints became known, as ``(keypoints, detected, interpolated)``
+    chunks (:class:`VideoKeypoints`' fields, keypoints in the frame's pixels), in frame order: every frame
+    pushed comes back exactly once, at most ``policy.span + 1`` frames after it was pushed.
+
+    Args:
+        detector: an :class:`emotiw_utils.detect.FaceDetector`; its ``min_face_size`` is set here to the
+            policy's face size in the downscaled frame (at least P-Net's 12 pixels).
+        policy: the detection policy.
+
+    Raises (from :meth:`push` / :meth:`finish`):
+        ValueError: a frame that is not ``(H, W, 3)`` uint8, frames of different sizes, or no frame at all.
+    """
+
+    def __init__(self, detector: Any, policy: VideoPolicy = VideoPolicy()) -> None:
+        self.detector, self.policy = detector, policy
+        self.frame_hw: tuple[int, int] | None = None
+        self.det_hw: tuple[int, int] = (0, 0)
+        self.n = 0
+        self._carry: np.ndarray | None = None  # keypoints (detection pixels) of the frame starting the window
+        self._buf: list[np.ndarray] = []
+
+    def push(self, frame: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        frame = np.asarray(frame)
+        i, pol = self.n, self.policy
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise _FrameError(f"frame {i} must be an (H, W, 3) uint8 RGB array; got {frame.shape} {frame.dtype}")
+        if self.frame_hw is None:
+            self.frame_hw = frame.shape[:2]
+            self.det_hw = detection_size(*self.frame_hw, pol)
+            min_face = pol.min_face_fraction * min(self.frame_hw) * (self.det_hw[0] / self.frame_hw[0])
+            self.detector.min_face_size = max(float(_PNET_PX), min(float(pol.face_px), min_face))
+        elif frame.shape[:2] != self.frame_hw:
+            h, w = self.frame_hw
+            raise _FrameError(f"frame {i} is {frame.shape[1]}x{frame.shape[0]}, the first frame "
+                              f"{w}x{h}: a clip's frames must all have one size")
+        self.n += 1
+        self._buf.append(_downscale(frame, self.det_hw))
+        return [self._flush(final=False)] if len(self._buf) == pol.span + 1 else []
+
+    def finish(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        if self.frame_hw is None:
+            raise _FrameError("no frame to detect faces in")
+        if self._buf and (self._carry is None or len(self._buf) > 1):
+            return [self._flush(final=True)]
+        return []
+
+    def _flush(self, final: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        buf, pol = self._buf, self.policy
+
+        def run(idx: np.ndarray) -> np.ndarray:
+            images = [buf[i] for i in idx]
+            return self.detector.detect(images, batch_size=pol.batch_size).keypoints.astype(np.float64)
+
+        k, det, interp = track(len(buf), run, pol.detect_every, pol.max_motion, first=self._carry)
+        if self._carry is not None:  # frame 0 of this window is the last frame of the previous one: emitted there
+            k, det, interp = k[1:], det[1:], interp[1:]
+        self._carry, self._buf = (None, []) if final else (k[-1], [buf[-1]])
+        return to_frame_pixels(k, self.det_hw, self.frame_hw), det, interp
+
+    def result(self, chunks: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> VideoKeypoints:
+        """The clip's :class:`VideoKeypoints` from every chunk :meth:`push` and :meth:`finish` returned."""
+        return VideoKeypoints(keypoints=np.concatenate([c[0] for c in chunks]),
+                              detected=np.concatenate([c[1] for c in chunks]),
+                              interpolated=np.concatenate([c[2] for c in chunks]),
+                              frame_size=tuple(self.frame_hw), detection_size=self.det_hw)
+
+
 def detect_frames(frames: Iterator[np.ndarray] | Sequence[np.ndarray], detector: Any,
                   policy: VideoPolicy = VideoPolicy()) -> VideoKeypoints:
     """:class:`VideoPolicy` detection on a clip's ``(H, W, 3)`` uint8 RGB frames, given as a sequence or
-    streamed from an iterator. Frames are taken in windows of ``policy.span + 1`` downscaled frames (the
-    last frame of a window, a key frame, starts the next one), so memory does not grow with the clip.
+    streamed from an iterator (:class:`FrameTracker`: memory does not grow with the clip).
 
     Args:
         frames: the clip's frames, all of one size.
@@ -267,54 +345,18 @@ def detect_frames(frames: Iterator[np.ndarray] | Sequence[np.ndarray], detector:
     Raises:
         ValueError: no frame, or frames of different sizes.
     """
-    frame_hw: tuple[int, int] | None = None
-    det_hw: tuple[int, int] = (0, 0)
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    carry: np.ndarray | None = None  # keypoints (detection pixels) of the frame that starts the window
-    buf: list[np.ndarray] = []
-    span = policy.span
-
-    def run(images: list[np.ndarray]) -> np.ndarray:
-        return detector.detect(images, batch_size=policy.batch_size).keypoints.astype(np.float64)
-
-    def flush(final: bool) -> None:
-        nonlocal carry, buf
-        k, det, interp = track(len(buf), lambda idx: run([buf[i] for i in idx]), policy.detect_every,
-                               policy.max_motion, first=carry)
-        if carry is not None:  # frame 0 of this window is the last frame of the previous one: emitted there
-            k, det, interp = k[1:], det[1:], interp[1:]
-        parts.append((k, det, interp))
-        carry, buf = (None, []) if final else (k[-1], [buf[-1]])
-
-    for i, frame in enumerate(frames):
-        frame = np.asarray(frame)
-        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-            raise _FrameError(f"frame {i} must be an (H, W, 3) uint8 RGB array; got {frame.shape} {frame.dtype}")
-        if frame_hw is None:
-            frame_hw = frame.shape[:2]
-            det_hw = detection_size(*frame_hw, policy)
-            min_face = policy.min_face_fraction * min(frame_hw) * (det_hw[0] / frame_hw[0])
-            detector.min_face_size = max(float(_PNET_PX), min(float(policy.face_px), min_face))
-        elif frame.shape[:2] != frame_hw:
-            raise _FrameError(f"frame {i} is {frame.shape[1]}x{frame.shape[0]}, the first frame "
-                             f"{frame_hw[1]}x{frame_hw[0]}: a clip's frames must all have one size")
-        buf.append(_downscale(frame, det_hw))
-        if len(buf) == span + 1:
-            flush(final=False)
-    if frame_hw is None:
-        raise _FrameError("no frame to detect faces in")
-    if buf and (carry is None or len(buf) > 1):
-        flush(final=True)
-    kps = np.concatenate([p[0] for p in parts])
-    return VideoKeypoints(
-        keypoints=to_frame_pixels(kps, det_hw, frame_hw),
-        detected=np.concatenate([p[1] for p in parts]),
-        interpolated=np.concatenate([p[2] for p in parts]),
-        frame_size=tuple(frame_hw), detection_size=det_hw)
+    tracker = FrameTracker(detector, policy)
+    chunks = []
+    for frame in frames:
+        chunks.extend(tracker.push(frame))
+    chunks.extend(tracker.finish())
+    return tracker.result(chunks)
 
 
 def detect_clip(path: str | Path, detector: Any, policy: VideoPolicy = VideoPolicy()) -> VideoKeypoints:
-    """Decode the video at ``path`` once (streamed) and run :func:`detect_frames` on it.
+    """Decode the video at ``path`` once (streamed) and run :func:`detect_frames` on it. A decode error
+    part-way keeps the frames decoded before it, as :func:`emotiw_utils.datasets.video.read_video` and the
+    alignment do (the clip then has keypoints for those frames; its alignment reports it ``truncated``).
 
     Raises:
         DataFormatError: the file is missing, cannot be opened or decoded, has no video stream or no frame.
@@ -323,7 +365,7 @@ def detect_clip(path: str | Path, detector: Any, policy: VideoPolicy = VideoPoli
     if not p.is_file():
         raise DataFormatError(p, "file not found")
     try:
-        return detect_frames(iter_frames(p), detector, policy)
+        return detect_frames(iter_frames(p, report=DecodeReport()), detector, policy)
     except _FrameError as e:
         raise DataFormatError(p, str(e)) from e
 
@@ -331,9 +373,88 @@ def detect_clip(path: str | Path, detector: Any, policy: VideoPolicy = VideoPoli
 # ------------------------------------------------------------------------------------------ many clips
 
 _WORKER: dict = {}
+_DETECTORS: dict = {}  # device -> this process's FaceDetector (worker_detector)
 #: How detection workers start: ``spawn``, because a process that has run multi-threaded torch (MTCNN on
 #: FER2013 in the same stage, say) cannot safely fork workers that run torch again (they can wait for ever).
 _START_METHOD = "spawn"
+
+#: CPU seconds a spawned worker takes to start (Python and this package; plus torch and the MTCNN weights when
+#: it detects faces), and frames one process handles per CPU second on one thread: decoded, detected (default
+#: policy, 720x576 frames, 400x320 detection images) and aligned; decoded and aligned alone. Measured on the
+#: 2-core AMD EPYC of ``bench/RESULTS.md`` (2026-12-01). :func:`choose_workers` weighs them to start a pool only
+#: when it pays (a busy machine slows both sides alike).
+START_S, START_TORCH_S = 0.5, 2.5
+DETECT_FPS, ALIGN_FPS = 95.0, 500.0
+#: Items from which on a pool is started without counting frames (``SMALL_JOB_ITEMS`` per worker).
+SMALL_JOB_ITEMS = 4
+
+
+def _probe_frames(paths: Sequence[str | Path]) -> int:
+    """Frames the containers of ``paths`` state (an unreadable clip counts 0)."""
+    from emotiw_utils.datasets.video import probe_clip
+
+    n = 0
+    for p in paths:
+        try:
+            n += probe_clip(p).n_frames
+        except (DataFormatError, OSError):
+            pass
+    return n
+
+
+def choose_workers(workers: int | None, detect_paths: Sequence[str | Path], align_paths: Sequence[str | Path] = (),
+                   device: str = "cpu") -> int:
+    """Processes for a job of clips to detect faces in (``detect_paths``) and clips to align only
+    (``align_paths``): ``workers`` (0 or None: all cores, at most one per clip), except
+
+    * 1 (this process) when clips are detected on an accelerator (CUDA does not survive in spawned copies of
+      this process, and the accelerator batches anyway);
+    * 1 when the job is small: fewer than :data:`SMALL_JOB_ITEMS` clips per worker, and the work their
+      headers' frame counts predict (:data:`DETECT_FPS`, :data:`ALIGN_FPS`) saves less by being spread over
+      the workers than starting them costs (:data:`START_TORCH_S` with detection, :data:`START_S` without).
+    """
+    from emotiw_utils.workers import resolve_workers
+
+    n_items = len(detect_paths) + len(align_paths)
+    if detect_paths:
+        from emotiw_utils.device import torch_device
+
+        if torch_device(device).type != "cpu":
+            return 1
+    n = resolve_workers(workers, n_items)
+    if n == 1 or n_items >= SMALL_JOB_ITEMS * n:
+        return n
+    work_s = _probe_frames(detect_paths) / DETECT_FPS + _probe_frames(align_paths) / ALIGN_FPS
+    start_s = START_TORCH_S if detect_paths else START_S
+    return n if work_s * (1 - 1 / n) > start_s else 1
+
+
+class _OneTorchThread:
+    """Torch on one thread while MTCNN runs in this process (restored after): its small convolutions gain
+    little from a second thread and lose several-fold when the cores are busy; worker processes run it on
+    one thread too, so the keypoints do not depend on where it ran."""
+
+    def __enter__(self):
+        import torch
+
+        self._threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        torch.set_num_threads(self._threads)
+
+
+def worker_detector(device: str, policy: VideoPolicy) -> Any:
+    """The MTCNN of this process (a worker's, or this one's when it detects itself): loaded once per process
+    and device (its ``min_face_size`` is set per clip by :class:`FrameTracker`)."""
+    if device not in _DETECTORS:
+        from emotiw_utils.detect import FaceDetector
+
+        _DETECTORS[device] = FaceDetector(device=device, min_face_size=policy.face_px)
+    return _DETECTORS[device]
 
 
 def _init_worker(device: str, policy: VideoPolicy) -> None:
@@ -342,18 +463,15 @@ def _init_worker(device: str, policy: VideoPolicy) -> None:
     import cv2
     import torch
 
-    from emotiw_utils.detect import FaceDetector
-
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    _WORKER.update(detector=FaceDetector(device=device, min_face_size=policy.face_px), policy=policy)
+    _WORKER.update(detector=worker_detector(device, policy), policy=policy)
 
 
 def _init_here(device: str, policy: VideoPolicy) -> None:
-    """The single-process variant of :func:`_init_worker` (leaves this process's thread settings alone)."""
-    from emotiw_utils.detect import FaceDetector
-
-    _WORKER.update(detector=FaceDetector(device=device, min_face_size=policy.face_px), policy=policy)
+    """The single-process variant of :func:`_init_worker`: the detector is loaded once per process and reused
+    (this process's thread settings are left alone; detection runs under :class:`_OneTorchThread`)."""
+    _WORKER.update(detector=worker_detector(device, policy), policy=policy)
 
 
 def _detect_task(path: str) -> VideoKeypoints | DataFormatError:
@@ -366,7 +484,7 @@ def _detect_task(path: str) -> VideoKeypoints | DataFormatError:
 def detect_clips(paths: Sequence[str | Path], policy: VideoPolicy = VideoPolicy(), workers: int | None = 0,
                  device: str = "cpu", progress: bool = False) -> list[VideoKeypoints | DataFormatError]:
     """:func:`detect_clip` of every clip, in the order of ``paths``, over ``workers`` processes (0 or None:
-    all cores; 1: in this process, as always on a GPU).
+    all cores; 1: in this process, as always on an accelerator and for a small job: :func:`choose_workers`).
 
     Returns:
         One entry per path: its :class:`VideoKeypoints`, or the :class:`DataFormatError` saying why it could
@@ -376,14 +494,20 @@ def detect_clips(paths: Sequence[str | Path], policy: VideoPolicy = VideoPolicy(
         Any other error of a worker, intact, with the clip named; ``WorkerCrashed`` when a worker process
         died (:func:`emotiw_utils.workers.process_map`).
     """
-    from emotiw_utils.device import torch_device
-    from emotiw_utils.workers import process_map, resolve_workers
+    from emotiw_utils.workers import process_map
 
     paths = [str(p) for p in paths]
     if not paths:
         return []
-    # CPU: one process per core; an accelerator: this process alone (CUDA does not survive fork), batched
-    n = resolve_workers(workers, len(paths)) if torch_device(device).type == "cpu" else 1
+    n = choose_workers(workers, paths, device=device)
     init = _init_worker if n > 1 else _init_here
-    return list(process_map(_detect_task, paths, n, names=paths, initializer=init, initargs=(device, policy),
-                            progress=progress, desc="detecting faces", unit="clip", start_method=_START_METHOD))
+
+    def run() -> list[VideoKeypoints | DataFormatError]:
+        return list(process_map(_detect_task, paths, n, names=paths, initializer=init, initargs=(device, policy),
+                                progress=progress, desc="detecting faces", unit="clip",
+                                start_method=_START_METHOD))
+
+    if n > 1:
+        return run()
+    with _OneTorchThread():
+        return run()

@@ -1,6 +1,9 @@
-"""The aligned datasets of stage 01 on a tiny generated synthetic dataset."""
+"""The aligned datasets of stage 01 on a tiny generated synthetic dataset, and its single pass over a clip (one
+decode: detection and alignment streamed) against the former two passes."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,3 +97,204 @@ def test_persisted_alignments_align_a_clip_exactly_as_the_stage_did(tiny_root, t
     (tmp_path / "bad.json").write_text('{"datasets": {}}')
     with pytest.raises(DataFormatError, match="not an alignments file"):
         aligned.load_alignments(tmp_path / "bad.json")
+
+
+# ------------------------------------------------------------------ stage 01's single pass (one decode)
+
+CREMAD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cremad_sample"
+FER_LIKE = np.array([[15.0, 18], [33, 18], [24, 27], [17, 35], [31, 35]])  # a FER2013-like 48x48 mean shape
+
+
+def _shape(x: float, y: float, eye: float = 40.0) -> np.ndarray:
+    """Five keypoints, left eye at (x, y), eye distance ``eye``."""
+    e = eye / 40.0
+    return np.array([[x, y], [x + 40 * e, y], [x + 20 * e, y + 25 * e], [x + 5 * e, y + 45 * e],
+                     [x + 35 * e, y + 45 * e]], dtype=np.float64)
+
+
+def _aligner(h: int, w: int) -> aligned.AfewAligner:
+    train = np.stack([_shape(60 + 3 * i, 40 + i, 40 + i) for i in range(20)])
+    al = faces.fit_dataset_alignment("AFEW", faces.crop_keypoints(train), FER_LIKE, faces.FACE_SIZE)
+    return aligned.AfewAligner(al, aligned.fallback_keypoints([train], [(h, w)]))
+
+
+def _keypoints(pattern: str) -> np.ndarray:
+    """One row per character: ``x`` a face (moving slowly), ``.`` none."""
+    return np.stack([_shape(60 + i, 40 + 0.5 * i) if c == "x" else np.full((5, 2), np.nan)
+                     for i, c in enumerate(pattern)])
+
+
+PATTERNS = ["xxxxxxxxxx", "....xxxxx", "xxxx.....", "xx.....xx", "xx......xx", "x.x..x...x.", "..........",
+            "x", ".", "xx" + "." * 30 + "x" + "." * 9 + "xx"]
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("max_pending", [2, 4, 100])
+def test_stream_aligner_gives_the_faces_of_the_whole_clip(pattern, max_pending):
+    """Frames pushed in chunks of any size, their keypoints streamed (or hinted by a sidecar, longer or shorter
+    than the clip), waiting frames dropped and aligned again from a second decode when more than max_pending
+    wait: always the faces, own-face flags and no-face flag of AfewAligner.align on the whole clip."""
+    rng = np.random.default_rng(0)
+    t, h, w = len(pattern), 120, 160
+    frames = rng.integers(0, 256, (t, h, w), dtype=np.uint8)
+    kps = _keypoints(pattern)
+    al = _aligner(h, w)
+    want = al.align(frames, kps, np.random.default_rng(9))
+    for chunk in (1, 3, t):
+        for hint in (None, kps, kps[: t // 2], np.concatenate([kps, _keypoints("x" * 5)])):
+            s = aligned.StreamAligner(al, np.random.default_rng(9), max_pending, hint=hint)
+            given = kps if hint is None else np.concatenate([hint, np.full((t, 5, 2), np.nan)])[:t]
+            for a in range(0, t, chunk):
+                s.push(list(frames[a:a + chunk]), given[a:a + chunk])
+            s.finish()
+            if s.overflow is not None:
+                assert len(s._pending) == 0 and s.overflow >= 0
+                s.align_known(iter(frames), given)
+            ref = want if hint is None else al.align(frames, hint, np.random.default_rng(9))
+            got = s.result()
+            np.testing.assert_array_equal(got[0], ref[0])
+            np.testing.assert_array_equal(got[1], ref[1])
+            assert got[2] == ref[2]
+    # keypoints known for every frame (a previous detection): nothing waits
+    s = aligned.StreamAligner(al, np.random.default_rng(9), 0)
+    s.align_known(iter(frames), kps)
+    np.testing.assert_array_equal(s.result()[0], want[0])
+
+
+class _FakeDetector:
+    """Stands in for FaceDetector: the grey level of a frame's top-left block (4 per frame) numbers the frame;
+    its face is at a place that moves one pixel per frame (in the pixels of the image it is given), none for
+    the frames in ``no_face``."""
+
+    def __init__(self, no_face=()):
+        self.min_face_size, self.no_face, self.n_images = 20.0, set(no_face), 0
+
+    def detect(self, images, batch_size=64):
+        from emotiw_utils.detect import Detections
+
+        kps = np.full((len(images), 5, 2), np.nan, np.float32)
+        for i, img in enumerate(images):
+            t = int(round(float(img[:3, :3].mean()) / 4))
+            if t not in self.no_face:
+                h, w = img.shape[:2]
+                kps[i] = _shape(0.3 * w + t, 0.25 * h, 0.2 * w)
+        self.n_images += len(images)
+        found = np.isfinite(kps[:, 0, 0])
+        return Detections(boxes=np.where(found[:, None], 1.0, np.nan).astype(np.float32).repeat(4, 1),
+                          keypoints=kps, scores=np.where(found, 0.99, np.nan).astype(np.float32))
+
+
+def _numbered_clip(path, n: int, h: int = 96, w: int = 128):
+    """A clip whose frame t has a textured background and a top-left block of grey 4 t (t < 60)."""
+    from emotiw_utils.datasets.video import write_clip
+
+    rng = np.random.default_rng(1)
+    texture = np.repeat(rng.integers(40, 200, (h // 8, w // 8, 3), dtype=np.uint8), 8, 0).repeat(8, 1)
+    frames = np.repeat(texture[None], n, 0)
+    for t in range(n):
+        frames[t, :16, :16] = 4 * (t % 60)
+    return write_clip(path, frames, fps=25)
+
+
+def _two_pass(path, detector, aligner, policy, seed=3):
+    """Stage 01 before the single pass: detect on one decode, align the frames of another (read_video, gray)."""
+    from emotiw_utils.datasets.video import read_video
+    from emotiw_utils.detect_video import detect_clip
+
+    vk = detect_clip(path, detector, policy)
+    video = read_video(path, gray=True)
+    return vk, video, aligner.align(video.frames, vk.keypoints, np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize(("no_face", "window", "decodes"), [((), 12, 1), (set(range(20, 26)), 12, 1),
+                                                           (set(range(3, 50)), 12, 2), (set(range(60)), 12, 2),
+                                                           (set(range(60)), 96, 1)])
+def test_single_pass_equals_detecting_and_aligning_on_two_decodes(tmp_path, no_face, window, decodes):
+    """align_clip_stream (one decode: MTCNN on the RGB frames, alignment of their gray frames as the keypoints
+    come) gives the faces, keypoints and counts of stage 01's former two passes; a clip whose frames wait for
+    a face longer than the window is decoded a second time, with the same result."""
+    from emotiw_utils.detect_video import VideoPolicy
+
+    path = _numbered_clip(tmp_path / "c.avi", 50)
+    policy = VideoPolicy(detect_every=3, window=window)
+    al = _aligner(96, 128)
+    vk, video, want = _two_pass(path, _FakeDetector(no_face), al, policy)
+    got = aligned.align_clip_stream(path, al, np.random.default_rng(3), detector=_FakeDetector(no_face), policy=policy)
+    np.testing.assert_array_equal(got["faces"], want[0])
+    np.testing.assert_array_equal(got["has_face"], want[1])
+    assert got["no_face"] == want[2] and got["decodes"] == decodes and got["problems"] == []
+    np.testing.assert_array_equal(got["keypoints"].keypoints, vk.keypoints)
+    assert got["keypoints"].counts() == vk.counts()
+    # the same clip from its keypoints (a sidecar, or those of a first decode)
+    for kw in ({"keypoints": vk.keypoints}, {"keypoints": vk.keypoints, "exact": True},
+               {"keypoints": vk.keypoints[:20]}):
+        got = aligned.align_clip_stream(path, al, np.random.default_rng(3), policy=policy, **kw)
+        ref = al.align(video.frames, kw["keypoints"], np.random.default_rng(3))
+        np.testing.assert_array_equal(got["faces"], ref[0])
+        np.testing.assert_array_equal(got["has_face"], ref[1])
+
+
+def test_single_pass_holds_a_window_of_frames_not_the_clip(tmp_path):
+    """Memory of the single pass does not grow with the clip: a 240-frame 480x640 clip (221 MB of RGB frames,
+    74 MB gray) with runs of 30 frames without a face (longer than the window: decoded twice) is aligned
+    within a few windows' worth."""
+    import tracemalloc
+
+    from emotiw_utils.detect_video import VideoPolicy
+
+    path = _numbered_clip(tmp_path / "long.avi", 240, 480, 640)
+    policy = VideoPolicy(detect_every=3, window=12)
+    al = _aligner(480, 640)
+    tracemalloc.start()
+    try:
+        got = aligned.align_clip_stream(path, al, np.random.default_rng(0), detector=_FakeDetector(range(10, 40)),
+                                        policy=policy)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(got["faces"]) == 240 and got["decodes"] == 2 and not got["has_face"][70:100].any()
+    assert peak < 40e6, f"peak {peak / 1e6:.0f} MB"
+
+
+def _clips_for_mtcnn(tmp_path) -> list[Path]:
+    """The real CREMA-D clips when present, else two clips of the astronaut photo, moving, written with PyAV."""
+    clips = sorted(CREMAD.glob("*.flv"))[:2]
+    if clips:
+        return clips
+    import cv2
+    from skimage.data import astronaut
+
+    from emotiw_utils.datasets.video import write_clip
+
+    base = cv2.resize(astronaut(), (240, 240), interpolation=cv2.INTER_AREA)
+    out = []
+    for c in range(2):
+        frames = np.stack([np.roll(base, (2 * t + c, t), axis=(0, 1))[8:232, 8:232] for t in range(20)])
+        out.append(write_clip(tmp_path / f"astronaut{c}.avi", frames, fps=25))
+    return out
+
+
+def test_single_pass_with_mtcnn_equals_the_two_passes(tmp_path):
+    """Real MTCNN (the CREMA-D sample when present, else a clip written with PyAV): the single pass gives the
+    two-pass faces, keypoints and counts of detected and interpolated frames, bit for bit."""
+    from emotiw_utils.detect import FaceDetector
+    from emotiw_utils.detect_video import VideoPolicy
+
+    policy = VideoPolicy()
+    det = FaceDetector(min_face_size=policy.face_px)
+    for path in _clips_for_mtcnn(tmp_path):
+        vk, video, want = _two_pass(path, det, _aligner(*video_size(path)), policy)
+        got = aligned.align_clip_stream(path, _aligner(*video_size(path)), np.random.default_rng(3), detector=det,
+                                        policy=policy)
+        assert vk.found.mean() > 0.9 and vk.counts()["interpolated"] > 0
+        np.testing.assert_array_equal(got["keypoints"].keypoints, vk.keypoints)
+        assert got["keypoints"].counts() == vk.counts() and got["decodes"] == 1
+        np.testing.assert_array_equal(got["faces"], want[0])
+        np.testing.assert_array_equal(got["has_face"], want[1])
+
+
+def video_size(path) -> tuple[int, int]:
+    from emotiw_utils.datasets.video import probe_clip
+
+    info = probe_clip(path)
+    return info.height, info.width

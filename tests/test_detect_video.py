@@ -232,6 +232,7 @@ def _failing_detect_clip(path, detector, policy):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_detect_clips_counts_unreadable_and_raises_worker_errors_intact(tmp_path, monkeypatch, workers):
     monkeypatch.setattr(dv, "_START_METHOD", "fork")  # the stand-ins below reach forked workers only
+    monkeypatch.setattr(dv, "SMALL_JOB_ITEMS", 0)  # a pool however small the job (choose_workers)
     monkeypatch.setattr(dv, "_init_worker", _cheap_init)
     monkeypatch.setattr(dv, "_init_here", _cheap_init)
     good = _write_clip(tmp_path / "good.avi")
@@ -251,10 +252,12 @@ def test_detect_clips_counts_unreadable_and_raises_worker_errors_intact(tmp_path
     assert any(str(boom) in note for note in getattr(info.value, "__notes__", []))
 
 
-def test_detect_clips_spawned_workers_run_mtcnn(tmp_path):
+def test_detect_clips_spawned_workers_run_mtcnn(tmp_path, monkeypatch):
     """The real path: spawned workers load MTCNN and return one result per clip, in order (this process
     ran multi-threaded MTCNN first, after which forked workers could hang)."""
     from emotiw_utils.detect import FaceDetector
+
+    monkeypatch.setattr(dv, "SMALL_JOB_ITEMS", 0)  # a pool however small the job (choose_workers)
 
     FaceDetector().detect(np.zeros((2, 40, 40, 3), np.uint8))
     clips = [_write_clip(tmp_path / f"c{i}.avi", n=4 + i) for i in range(3)]
@@ -290,10 +293,16 @@ def test_real_clips_fast_path_matches_full_resolution_mtcnn():
 
 
 @needs_cremad
-def test_real_clips_detected_and_aligned_end_to_end(tmp_path):
-    """The six CREMA-D clips as an AFEW tree (Train: four, Val: two), no sidecars: MTCNN in two worker
-    processes, alignment onto a FER-like mean shape, 48x48 faces with a face in most frames."""
+@pytest.mark.parametrize("pool", [True, False])
+def test_real_clips_detected_and_aligned_end_to_end(tmp_path, monkeypatch, pool):
+    """The six CREMA-D clips as an AFEW tree (Train: four, Val: two), no sidecars: MTCNN in two spawned worker
+    processes (``pool``) or in this process (the job is small: choose_workers), alignment onto a FER-like mean
+    shape, 48x48 faces with a face in most frames; every face, flag and count as stage 01's former two passes
+    (detect on one decode, align the gray frames of another) have them, bit for bit."""
     from emotiw_utils import aligned, faces
+    from emotiw_utils.datasets.afew import scan_afew
+    from emotiw_utils.datasets.video import read_video
+    from emotiw_utils.detect import FaceDetector
 
     clips = sorted(CREMAD.glob("*.flv"))
     emotion = {"ANG": "Angry", "DIS": "Disgust", "FEA": "Fear", "HAP": "Happy", "NEU": "Neutral", "SAD": "Sad"}
@@ -304,9 +313,13 @@ def test_real_clips_detected_and_aligned_end_to_end(tmp_path):
         (d / f"{c.stem}.avi").symlink_to(c)  # the container is probed from the content, not the suffix
     # a FER2013-like mean shape in a 48x48 crop (eyes at a third of the height)
     fer_mean = np.array([[15.0, 18], [33, 18], [24, 27], [17, 35], [31, 35]])
-    out, _, info = aligned.align_afew(tmp_path, fer_mean, seed=0, workers=2, splits=("Train", "Val"))
+    if pool:
+        monkeypatch.setattr(dv, "SMALL_JOB_ITEMS", 0)
+    assert dv.choose_workers(2, clips[:4]) == (2 if pool else 1)  # the Train clips: detected first
+    out, aligner, info = aligned.align_afew(tmp_path, fer_mean, seed=0, workers=2, splits=("Train", "Val"))
     kp = info["keypoints"]
     assert kp["detected"] == 6 and kp["sidecar"] == 0 and kp["unreadable"] == 0 and not info["unreadable"]
+    assert kp["decoded_twice"] == 4  # Train: detected before AFEW's transform exists; Val: one decode
     n_frames = sum(len(a.faces) for a in out.values())
     assert kp["frames_detected"] + kp["frames_interpolated"] == n_frames
     assert 0 < kp["frames_interpolated"] < n_frames
@@ -315,3 +328,36 @@ def test_real_clips_detected_and_aligned_end_to_end(tmp_path):
         assert len(a) == n and a.faces.shape[1:] == (faces.FACE_SIZE, faces.FACE_SIZE) == (48, 48)
         assert a.faces.dtype == np.uint8 and a.has_face.mean() > 0.9 and not a.clip_no_face.any()
         assert all(50 <= len(a.clip(i)) <= 80 for i in range(n))
+    if pool:
+        return
+    # the former two passes, clip by clip: keypoints from one decode, faces from the gray frames of another
+    records = scan_afew(tmp_path, ("Train", "Val"))
+    det = FaceDetector(min_face_size=dv.VideoPolicy().face_px)
+    train = [dv.detect_clip(r.path, det).keypoints for r in records if r.split == "Train"]
+    want = aligned.AfewAligner(aligned.fit_afew_alignment(train, fer_mean),
+                               aligned.fallback_keypoints(train, [(360, 480)] * len(train)))
+    np.testing.assert_array_equal(aligner.alignment.transform, want.alignment.transform)
+    np.testing.assert_array_equal(aligner.fallback, want.fallback)
+    index = {"Train": 0, "Val": 0}
+    for r in records:
+        i = index[r.split]
+        index[r.split] += 1
+        kps = dv.detect_clip(r.path, det).keypoints
+        f, has, no_face = want.align(read_video(r.path, gray=True).frames, kps, aligned.clip_noise(0, r.split, i))
+        np.testing.assert_array_equal(out[r.split].clip(i), f)
+        np.testing.assert_array_equal(out[r.split].has_face[out[r.split].offsets[i]:out[r.split].offsets[i + 1]], has)
+
+
+def test_choose_workers_runs_small_jobs_in_this_process(monkeypatch):
+    """A pool only when spreading the work saves more than starting the workers costs (their frames from the
+    headers); from SMALL_JOB_ITEMS clips per worker on, always."""
+    frames = {}
+    monkeypatch.setattr(dv, "_probe_frames", lambda paths: sum(frames[p] for p in paths))
+    frames.update({f"c{i}": 65 for i in range(8)}, big=3000)
+    assert dv.choose_workers(2, ["c0", "c1"]) == 1  # 130 frames, 1.4 s of MTCNN: 2 workers save 0.7 s, cost 2.5
+    assert dv.choose_workers(2, ["c0", "big"]) == 2
+    assert dv.choose_workers(2, [f"c{i}" for i in range(8)]) == 2  # 4 clips per worker: not even counted
+    assert dv.choose_workers(2, [], [f"c{i}" for i in range(6)]) == 1  # alignment alone: 0.8 s of work, 0.5 start
+    assert dv.choose_workers(2, [], ["big", "c0"]) == 2
+    assert dv.choose_workers(1, ["big"]) == 1 and dv.choose_workers(4, ["big"]) == 1  # one clip, one process
+    assert dv.choose_workers(0, ["big", "c0"]) == min(2, __import__("os").cpu_count())
