@@ -4,7 +4,11 @@ A tiny SynthAFEW tree gets one fault per clip (zero bytes, a text file named .av
 bytes, no audio track, one frame, an all-black clip without a face, a unicode name, a misspelt extra split
 folder); each test checks the counts reported and that every split keeps every clip, in the same order, in
 every stage's outputs. Clips written here with PyAV in other containers and codecs, and the real CREMA-D
-clips of ``../shared/data/cremad_sample`` (skipped when absent), go through probe, decode and audio.
+clips of ``../shared/data/cremad_sample`` (skipped when absent), go through probe, decode and audio (and
+through the stage notebooks 00-05: ``test_containers_chain.py``).
+
+Runs: ``emotiw run`` killed (SIGKILL) and interrupted (SIGINT) mid-stage, then resumed to results equal to an
+uninterrupted run's; two runs generating the same synthetic dataset at once; a full disk after a notebook ran.
 """
 
 from __future__ import annotations
@@ -535,7 +539,7 @@ def _interrupt(cmd: list[str], executed: Path, marker: str, sig: int) -> tuple[i
         out, _ = proc.communicate(timeout=60)
         # the kernel stops too (ipykernel's parent poller, within about a second, after a SIGKILL of the runner):
         # it must not go on writing into the run folder while the run resumes
-        _, alive = psutil.wait_procs(kids, timeout=15)
+        _, alive = psutil.wait_procs(kids, timeout=30)
         assert not alive, f"processes left running after {signal.Signals(sig).name}: {alive}"
         return proc.returncode, out
     finally:
