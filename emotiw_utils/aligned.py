@@ -27,13 +27,14 @@ from emotiw_utils.detect_video import (
     FrameTracker,
     VideoPolicy,
     _FrameError,
-    _OneTorchThread,
+    _OneThreadEach,
+    borrowed_detector,
     choose_workers,
     detect_clips,
-    worker_detector,
+    in_process_threads,
+    map_clips,
 )
 from emotiw_utils.errors import DataFormatError
-from emotiw_utils.workers import process_map
 
 __all__ = [
     "AfewAligner",
@@ -630,23 +631,27 @@ def align_clip(record: ClipRecord, aligner: AfewAligner, rng: np.random.Generato
         res = align_clip_stream(record.path, aligner, rng, keypoints=read_keypoints(record.keypoints_path),
                                 policy=policy)
     else:
-        with _OneTorchThread():
-            res = align_clip_stream(record.path, aligner, rng, detector=worker_detector(device, policy),
-                                    policy=policy)
+        with borrowed_detector(device, policy) as det, _OneThreadEach():
+            res = align_clip_stream(record.path, aligner, rng, detector=det, policy=policy)
     return res["faces"], res["has_face"], res["no_face"]
 
 
 _WORKER_STATE: dict = {}
 
 
-def _init_worker(aligner: AfewAligner, device: str, policy: VideoPolicy, threads_one: bool) -> None:
-    """Once per process of the alignment pool (or once in this process): one OpenCV thread in a worker; MTCNN
-    loaded on the first clip that needs it."""
-    if threads_one:
-        import cv2
+def _init_worker(aligner: AfewAligner, device: str, policy: VideoPolicy) -> None:
+    """Once per process of the alignment pool: torch and OpenCV on one thread (the processes are the
+    parallelism); MTCNN loaded on the first clip that needs it."""
+    import cv2
 
-        cv2.setNumThreads(1)
-    _WORKER_STATE.update(aligner=aligner, device=device, policy=policy, threads_one=threads_one)
+    cv2.setNumThreads(1)
+    _WORKER_STATE.update(aligner=aligner, device=device, policy=policy, process=True)
+
+
+def _init_here(aligner: AfewAligner, device: str, policy: VideoPolicy) -> None:
+    """The variant of :func:`_init_worker` for threads of this process (:func:`~emotiw_utils.detect_video.map_clips`
+    sets the thread counts)."""
+    _WORKER_STATE.update(aligner=aligner, device=device, policy=policy, process=False)
 
 
 def _align_task(args):
@@ -657,12 +662,12 @@ def _align_task(args):
     rng = clip_noise(seed, rec.split, index)
     try:
         if mode == "detect":
-            if st["threads_one"]:
+            if st["process"]:
                 import torch
 
                 torch.set_num_threads(1)
-            return align_clip_stream(rec.path, st["aligner"], rng, detector=worker_detector(st["device"], st["policy"]),
-                                     policy=st["policy"]), None
+            with borrowed_detector(st["device"], st["policy"]) as det:
+                return align_clip_stream(rec.path, st["aligner"], rng, detector=det, policy=st["policy"]), None
         return align_clip_stream(rec.path, st["aligner"], rng, keypoints=kps, exact=mode == "exact",
                                  policy=st["policy"]), None
     except DataFormatError as e:
@@ -690,7 +695,7 @@ def align_afew(afew_dir: str | Path, fer_mean: np.ndarray, seed: int = 0, worker
     clip (Val and Test, and clips with a sidecar) is decoded once, its faces found and aligned as its frames
     stream in (:func:`align_clip_stream`; a clip with more than ``detect_policy.window`` frames in a row
     waiting for a face is decoded again for those). Clips are processed in ``workers`` processes (default:
-    all cores; this process alone when the job is too small to pay for starting them,
+    all cores; threads of this process when the job is too small to pay for starting them,
     :func:`emotiw_utils.detect_video.choose_workers`); every clip's noise stream is
     :func:`clip_noise` ``(seed, split, index)``, so the result does not depend on ``workers``.
 
@@ -731,15 +736,10 @@ def align_afew(afew_dir: str | Path, fer_mean: np.ndarray, seed: int = 0, worker
         tasks.append((r, k, mode, seed, i))
     detect = [str(t[0].path) for t in tasks if t[2] == "detect"]
     n = choose_workers(workers, detect, [str(t[0].path) for t in tasks if t[2] != "detect"], device)
-    init_args = (aligner, device, policy, n > 1)
-    run = process_map(_align_task, tasks, n, names=[str(t[0].path) for t in tasks], initializer=_init_worker,
-                      initargs=init_args, progress=progress, desc="aligning AFEW",
-                      start_method="spawn")  # forked after torch: can hang
-    if n == 1 and detect:
-        with _OneTorchThread():
-            results = list(run)
-    else:
-        results = list(run)
+    results = map_clips(_align_task, tasks, n, in_process_threads(workers, len(tasks), device if detect else "cpu"),
+                        names=[str(t[0].path) for t in tasks], initializer=_init_worker,
+                        initargs=(aligner, device, policy), init_here=_init_here, progress=progress,
+                        desc="aligning AFEW")  # spawned workers: forked after torch, they can hang
 
     kp_counts["decoded_twice"] = 0
     for (r, _, mode, _, _), (res, _) in zip(tasks, results):

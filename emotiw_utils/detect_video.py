@@ -20,7 +20,7 @@ instead, per clip:
    clips are spread over worker processes (:func:`detect_clips`, with
    :func:`emotiw_utils.workers.process_map`: a worker's error reaches the caller intact, naming the clip,
    and the pool is always shut down), unless the job is too small to pay for starting them
-   (:func:`choose_workers`: MTCNN then runs in this process, on one thread).
+   (:func:`choose_workers`: the clips then go to threads of this process, :func:`map_clips`).
 
 Each clip's :class:`VideoKeypoints` counts its frames detected and interpolated.
 """
@@ -28,7 +28,10 @@ Each clip's :class:`VideoKeypoints` counts its frames detected and interpolated.
 from __future__ import annotations
 
 import itertools
+import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,7 @@ __all__ = [
     "FrameTracker",
     "VideoKeypoints",
     "VideoPolicy",
+    "borrowed_detector",
     "choose_workers",
     "detect_clip",
     "detect_clips",
@@ -50,11 +54,12 @@ __all__ = [
     "detection_scale",
     "detection_size",
     "eye_distance",
+    "in_process_threads",
     "interpolable",
     "key_frames",
+    "map_clips",
     "to_frame_pixels",
     "track",
-    "worker_detector",
 ]
 
 _N_KP = len(KEYPOINTS)
@@ -373,7 +378,6 @@ def detect_clip(path: str | Path, detector: Any, policy: VideoPolicy = VideoPoli
 # ------------------------------------------------------------------------------------------ many clips
 
 _WORKER: dict = {}
-_DETECTORS: dict = {}  # device -> this process's FaceDetector (worker_detector)
 #: How detection workers start: ``spawn``, because a process that has run multi-threaded torch (MTCNN on
 #: FER2013 in the same stage, say) cannot safely fork workers that run torch again (they can wait for ever).
 _START_METHOD = "spawn"
@@ -385,8 +389,12 @@ _START_METHOD = "spawn"
 #: when it pays (a busy machine slows both sides alike).
 START_S, START_TORCH_S = 0.5, 2.5
 DETECT_FPS, ALIGN_FPS = 95.0, 500.0
+#: Threads at most when clips are processed in this process, and their throughput relative to as many worker
+#: processes (decoding, OpenCV and torch release the GIL, MTCNN's Python glue does not): 2 threads ran
+#: detection 1.5 times as fast as one, measured as above.
+IN_PROCESS_THREADS, THREAD_EFFICIENCY = 2, 0.75
 #: Items from which on a pool is started without counting frames (``SMALL_JOB_ITEMS`` per worker).
-SMALL_JOB_ITEMS = 4
+SMALL_JOB_ITEMS = 16
 
 
 def _probe_frames(paths: Sequence[str | Path]) -> int:
@@ -405,13 +413,15 @@ def _probe_frames(paths: Sequence[str | Path]) -> int:
 def choose_workers(workers: int | None, detect_paths: Sequence[str | Path], align_paths: Sequence[str | Path] = (),
                    device: str = "cpu") -> int:
     """Processes for a job of clips to detect faces in (``detect_paths``) and clips to align only
-    (``align_paths``): ``workers`` (0 or None: all cores, at most one per clip), except
+    (``align_paths``): ``workers`` (0 or None: all cores, at most one per clip), except 1, meaning this
+    process (:func:`map_clips`: in :func:`in_process_threads` threads),
 
-    * 1 (this process) when clips are detected on an accelerator (CUDA does not survive in spawned copies of
-      this process, and the accelerator batches anyway);
-    * 1 when the job is small: fewer than :data:`SMALL_JOB_ITEMS` clips per worker, and the work their
-      headers' frame counts predict (:data:`DETECT_FPS`, :data:`ALIGN_FPS`) saves less by being spread over
-      the workers than starting them costs (:data:`START_TORCH_S` with detection, :data:`START_S` without).
+    * when clips are detected on an accelerator (CUDA does not survive in spawned copies of this process,
+      and the accelerator batches anyway);
+    * when the job is small: fewer than :data:`SMALL_JOB_ITEMS` clips per worker, and the work their headers'
+      frame counts predict (:data:`DETECT_FPS`, :data:`ALIGN_FPS`) ends sooner in this process's threads
+      (:data:`THREAD_EFFICIENCY`) than in worker processes that first have to start (:data:`START_TORCH_S`
+      with detection, :data:`START_S` without).
     """
     from emotiw_utils.workers import resolve_workers
 
@@ -426,35 +436,122 @@ def choose_workers(workers: int | None, detect_paths: Sequence[str | Path], alig
         return n
     work_s = _probe_frames(detect_paths) / DETECT_FPS + _probe_frames(align_paths) / ALIGN_FPS
     start_s = START_TORCH_S if detect_paths else START_S
-    return n if work_s * (1 - 1 / n) > start_s else 1
+    threads = min(n, IN_PROCESS_THREADS)
+    return n if start_s + work_s / n < work_s / (threads * THREAD_EFFICIENCY) else 1
 
 
-class _OneTorchThread:
-    """Torch on one thread while MTCNN runs in this process (restored after): its small convolutions gain
-    little from a second thread and lose several-fold when the cores are busy; worker processes run it on
-    one thread too, so the keypoints do not depend on where it ran."""
+def in_process_threads(workers: int | None, n_items: int, device: str = "cpu") -> int:
+    """Threads :func:`map_clips` runs in this process: as many as ``workers`` allows, at most
+    :data:`IN_PROCESS_THREADS`; one on an accelerator."""
+    from emotiw_utils.workers import resolve_workers
+
+    if device != "cpu":
+        from emotiw_utils.device import torch_device
+
+        if torch_device(device).type != "cpu":
+            return 1
+    return min(IN_PROCESS_THREADS, resolve_workers(workers, n_items))
+
+
+class _OneThreadEach:
+    """Torch and OpenCV on one thread each (restored after) while clips are processed in this process, its
+    threads (:func:`map_clips`) being the parallelism: MTCNN's small convolutions gain little from more and
+    lose several-fold when the cores are busy; worker processes run them on one thread too, so the
+    keypoints do not depend on where they ran."""
 
     def __enter__(self):
-        import torch
+        import cv2
 
-        self._threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        # torch only when imported already (detection imports it choosing the workers; alignment needs none)
+        self._torch = sys.modules.get("torch")
+        self._threads = self._torch.get_num_threads() if self._torch else None, cv2.getNumThreads()
+        if self._torch:
+            self._torch.set_num_threads(1)
+        cv2.setNumThreads(1)
         return self
 
     def __exit__(self, *exc) -> None:
-        import torch
+        import cv2
 
-        torch.set_num_threads(self._threads)
+        if self._torch:
+            self._torch.set_num_threads(self._threads[0])
+        cv2.setNumThreads(self._threads[1])
 
 
-def worker_detector(device: str, policy: VideoPolicy) -> Any:
-    """The MTCNN of this process (a worker's, or this one's when it detects itself): loaded once per process
-    and device (its ``min_face_size`` is set per clip by :class:`FrameTracker`)."""
-    if device not in _DETECTORS:
+_FREE_DETECTORS: dict[str, list] = {}  # device -> MTCNNs loaded in this process and not in use
+_DETECTORS_LOCK = threading.Lock()
+
+
+@contextmanager
+def borrowed_detector(device: str, policy: VideoPolicy) -> Iterator[Any]:
+    """An MTCNN of this process for the duration of the block (one per thread at a time: :class:`FrameTracker`
+    sets its ``min_face_size`` per clip), loaded on first use and kept for the next, per device."""
+    with _DETECTORS_LOCK:
+        free = _FREE_DETECTORS.setdefault(device, [])
+        det = free.pop() if free else None
+    if det is None:
         from emotiw_utils.detect import FaceDetector
 
-        _DETECTORS[device] = FaceDetector(device=device, min_face_size=policy.face_px)
-    return _DETECTORS[device]
+        det = FaceDetector(device=device, min_face_size=policy.face_px)
+    try:
+        yield det
+    finally:
+        with _DETECTORS_LOCK:
+            _FREE_DETECTORS.setdefault(device, []).append(det)
+
+
+def _thread_map(fn: Callable[[Any], Any], items: Sequence[Any], threads: int, names: Sequence[str],
+                progress: bool, desc: str, unit: str) -> list:
+    """``fn(item)`` of every item, in order, in ``threads`` threads of this process; an error is raised again
+    with its item named (as :func:`emotiw_utils.workers.process_map` does), the items not started cancelled."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from emotiw_utils.workers import _call
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), desc=desc, unit=unit)
+    out = []
+    try:
+        if threads <= 1:
+            for item, name in zip(items, names):
+                out.append(_call(fn, item, name))
+                if bar is not None:
+                    bar.update(1)
+            return out
+        with ThreadPoolExecutor(threads, thread_name_prefix="clips") as ex:
+            futures = [ex.submit(_call, fn, item, name) for item, name in zip(items, names)]
+            try:
+                for f in futures:
+                    out.append(f.result())
+                    if bar is not None:
+                        bar.update(1)
+            finally:
+                for f in futures:
+                    f.cancel()
+        return out
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def map_clips(fn: Callable[[Any], Any], items: Sequence[Any], processes: int, threads: int, *,
+              names: Sequence[str], initializer: Callable, initargs: tuple, init_here: Callable,
+              progress: bool = False, desc: str = "", unit: str = "clip") -> list:
+    """``fn(item)`` of every item, in order: in ``processes`` spawned worker processes (each first running
+    ``initializer(*initargs)``; :func:`emotiw_utils.workers.process_map`) when ``processes`` > 1, else in
+    ``threads`` threads of this process (``init_here(*initargs)`` first; torch and OpenCV on one thread each,
+    restored after). Errors are raised again with the item named, either way."""
+    from emotiw_utils.workers import process_map
+
+    if processes > 1:
+        return list(process_map(fn, items, processes, names=names, initializer=initializer, initargs=initargs,
+                                progress=progress, desc=desc, unit=unit, start_method=_START_METHOD))
+    init_here(*initargs)
+    with _OneThreadEach():
+        return _thread_map(fn, items, threads, names, progress, desc, unit)
 
 
 def _init_worker(device: str, policy: VideoPolicy) -> None:
@@ -463,20 +560,25 @@ def _init_worker(device: str, policy: VideoPolicy) -> None:
     import cv2
     import torch
 
+    from emotiw_utils.detect import FaceDetector
+
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    _WORKER.update(detector=worker_detector(device, policy), policy=policy)
+    _WORKER.update(detector=FaceDetector(device=device, min_face_size=policy.face_px), policy=policy)
 
 
 def _init_here(device: str, policy: VideoPolicy) -> None:
-    """The single-process variant of :func:`_init_worker`: the detector is loaded once per process and reused
-    (this process's thread settings are left alone; detection runs under :class:`_OneTorchThread`)."""
-    _WORKER.update(detector=worker_detector(device, policy), policy=policy)
+    """The variant of :func:`_init_worker` for threads of this process: each clip borrows an MTCNN of this
+    process (:func:`borrowed_detector`, loaded once and kept)."""
+    _WORKER.update(detector=None, device=device, policy=policy)
 
 
 def _detect_task(path: str) -> VideoKeypoints | DataFormatError:
     try:
-        return detect_clip(path, _WORKER["detector"], _WORKER["policy"])
+        if _WORKER["detector"] is not None:  # a worker process's own
+            return detect_clip(path, _WORKER["detector"], _WORKER["policy"])
+        with borrowed_detector(_WORKER["device"], _WORKER["policy"]) as det:
+            return detect_clip(path, det, _WORKER["policy"])
     except DataFormatError as e:  # an unreadable clip is a result (counted by the caller), not a failure
         return e
 
@@ -484,7 +586,8 @@ def _detect_task(path: str) -> VideoKeypoints | DataFormatError:
 def detect_clips(paths: Sequence[str | Path], policy: VideoPolicy = VideoPolicy(), workers: int | None = 0,
                  device: str = "cpu", progress: bool = False) -> list[VideoKeypoints | DataFormatError]:
     """:func:`detect_clip` of every clip, in the order of ``paths``, over ``workers`` processes (0 or None:
-    all cores; 1: in this process, as always on an accelerator and for a small job: :func:`choose_workers`).
+    all cores; 1: in this process), or in this process's threads on an accelerator and for a small job
+    (:func:`choose_workers`, :func:`map_clips`).
 
     Returns:
         One entry per path: its :class:`VideoKeypoints`, or the :class:`DataFormatError` saying why it could
@@ -494,20 +597,9 @@ def detect_clips(paths: Sequence[str | Path], policy: VideoPolicy = VideoPolicy(
         Any other error of a worker, intact, with the clip named; ``WorkerCrashed`` when a worker process
         died (:func:`emotiw_utils.workers.process_map`).
     """
-    from emotiw_utils.workers import process_map
-
     paths = [str(p) for p in paths]
     if not paths:
         return []
-    n = choose_workers(workers, paths, device=device)
-    init = _init_worker if n > 1 else _init_here
-
-    def run() -> list[VideoKeypoints | DataFormatError]:
-        return list(process_map(_detect_task, paths, n, names=paths, initializer=init, initargs=(device, policy),
-                                progress=progress, desc="detecting faces", unit="clip",
-                                start_method=_START_METHOD))
-
-    if n > 1:
-        return run()
-    with _OneTorchThread():
-        return run()
+    return map_clips(_detect_task, paths, choose_workers(workers, paths, device=device),
+                     in_process_threads(workers, len(paths), device), names=paths, initializer=_init_worker,
+                     initargs=(device, policy), init_here=_init_here, progress=progress, desc="detecting faces")

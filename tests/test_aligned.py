@@ -174,7 +174,7 @@ class _FakeDetector:
 
         kps = np.full((len(images), 5, 2), np.nan, np.float32)
         for i, img in enumerate(images):
-            t = int(round(float(img[:3, :3].mean()) / 4))
+            t = round(float(img[:3, :3].mean()) / 4)
             if t not in self.no_face:
                 h, w = img.shape[:2]
                 kps[i] = _shape(0.3 * w + t, 0.25 * h, 0.2 * w)
@@ -283,7 +283,7 @@ def test_single_pass_with_mtcnn_equals_the_two_passes(tmp_path):
     policy = VideoPolicy()
     det = FaceDetector(min_face_size=policy.face_px)
     for path in _clips_for_mtcnn(tmp_path):
-        vk, video, want = _two_pass(path, det, _aligner(*video_size(path)), policy)
+        vk, _, want = _two_pass(path, det, _aligner(*video_size(path)), policy)
         got = aligned.align_clip_stream(path, _aligner(*video_size(path)), np.random.default_rng(3), detector=det,
                                         policy=policy)
         assert vk.found.mean() > 0.9 and vk.counts()["interpolated"] > 0

@@ -3,6 +3,8 @@ key frames and interpolation, streamed windows, worker processes, and real CREMA
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -343,21 +345,51 @@ def test_real_clips_detected_and_aligned_end_to_end(tmp_path, monkeypatch, pool)
         i = index[r.split]
         index[r.split] += 1
         kps = dv.detect_clip(r.path, det).keypoints
-        f, has, no_face = want.align(read_video(r.path, gray=True).frames, kps, aligned.clip_noise(0, r.split, i))
+        f, has, _ = want.align(read_video(r.path, gray=True).frames, kps, aligned.clip_noise(0, r.split, i))
         np.testing.assert_array_equal(out[r.split].clip(i), f)
         np.testing.assert_array_equal(out[r.split].has_face[out[r.split].offsets[i]:out[r.split].offsets[i + 1]], has)
 
 
 def test_choose_workers_runs_small_jobs_in_this_process(monkeypatch):
-    """A pool only when spreading the work saves more than starting the workers costs (their frames from the
-    headers); from SMALL_JOB_ITEMS clips per worker on, always."""
+    """A pool only when its workers, once started, end the work sooner than this process's threads would
+    (the frames from the headers); from SMALL_JOB_ITEMS clips per worker on, always."""
     frames = {}
     monkeypatch.setattr(dv, "_probe_frames", lambda paths: sum(frames[p] for p in paths))
-    frames.update({f"c{i}": 65 for i in range(8)}, big=3000)
-    assert dv.choose_workers(2, ["c0", "c1"]) == 1  # 130 frames, 1.4 s of MTCNN: 2 workers save 0.7 s, cost 2.5
-    assert dv.choose_workers(2, ["c0", "big"]) == 2
-    assert dv.choose_workers(2, [f"c{i}" for i in range(8)]) == 2  # 4 clips per worker: not even counted
-    assert dv.choose_workers(2, [], [f"c{i}" for i in range(6)]) == 1  # alignment alone: 0.8 s of work, 0.5 start
+    frames.update({f"c{i}": 65 for i in range(32)}, big=3000)
+    assert dv.choose_workers(2, ["c0", "c1"]) == 1  # 130 frames, 1.4 s of MTCNN: 0.9 s in 2 threads, 3.2 in a pool
+    assert dv.choose_workers(2, [f"c{i}" for i in range(8)]) == 1  # 5.5 s: 3.7 s in threads, 5.2 s in a pool
+    assert dv.choose_workers(2, ["c0", "big"]) == 2  # 32 s: 21.5 s in threads, 18.6 s in a pool
+    assert dv.choose_workers(2, [f"c{i}" for i in range(32)]) == 2  # 16 clips per worker: not even counted
+    assert dv.choose_workers(2, [], [f"c{i}" for i in range(6)]) == 1  # alignment alone: 0.8 s of work
     assert dv.choose_workers(2, [], ["big", "c0"]) == 2
     assert dv.choose_workers(1, ["big"]) == 1 and dv.choose_workers(4, ["big"]) == 1  # one clip, one process
-    assert dv.choose_workers(0, ["big", "c0"]) == min(2, __import__("os").cpu_count())
+    assert dv.choose_workers(0, ["big", "c0"]) == min(2, os.cpu_count())
+    assert dv.in_process_threads(0, 5) == min(2, os.cpu_count()) and dv.in_process_threads(1, 5) == 1
+
+
+def test_clips_in_this_process_run_in_threads_with_errors_named(tmp_path, monkeypatch):
+    """A small job runs in threads of this process (torch and OpenCV on one thread each meanwhile, restored
+    after): the results in order, an unreadable clip a result, any other error raised with the clip named."""
+    import cv2
+    import torch
+
+    monkeypatch.setattr(dv, "_init_here", _cheap_init)
+    good = [_write_clip(tmp_path / f"good{i}.avi", n=3 + i) for i in range(4)]
+    threads = torch.get_num_threads(), cv2.getNumThreads()
+    seen = []
+
+    def spy(path, detector, policy):
+        seen.append((torch.get_num_threads(), cv2.getNumThreads(), threading.current_thread().name))
+        if Path(path).name.startswith("boom"):
+            raise KeyError("the worker's own error")
+        return dv.detect_frames(iter_frames(Path(path)), detector, policy)
+
+    monkeypatch.setattr(dv, "detect_clip", spy)
+    res = dv.detect_clips([*good, tmp_path / "missing.avi"], workers=2)
+    assert [len(r) for r in res[:4]] == [3, 4, 5, 6] and isinstance(res[4], DataFormatError)
+    assert {s[:2] for s in seen} == {(1, 1)} and (torch.get_num_threads(), cv2.getNumThreads()) == threads
+    assert len({s[2] for s in seen}) == min(2, os.cpu_count())
+    boom = _write_clip(tmp_path / "boom.avi")
+    with pytest.raises(KeyError, match="the worker's own error") as info:
+        dv.detect_clips([good[0], boom, good[1]], workers=2)
+    assert any(str(boom) in note for note in getattr(info.value, "__notes__", []))
