@@ -24,11 +24,14 @@ What is implemented
 * :func:`train_sequence_model`: SGD, learning rate 0.005, gradient-norm clipping at 1.0, batches of 64
   sequences (the paper's settings), cross-entropy on the last-step logits; the model of the epoch with
   the best accuracy on a selection split is restored (ties -> earliest), and ``fixed_epochs`` retrains a
-  known number of epochs without a selection split.
+  known number of epochs without a selection split. ``eval_every=N`` evaluates the selection split only
+  every N-th epoch (and after the last): the best epoch is then chosen among the evaluated ones.
 * :func:`predict_proba` / :func:`last_hidden_states`: ``(N, 7)`` class probabilities and the ``(N, hidden)``
   last-time-step hidden activations (the RNN's input to the paper's fusion network, section 3).
 * Chapter 03's loops: :func:`train_seeds` (one :func:`fit_and_predict` per seed: build, train, predict
-  every split, accuracies -> :class:`SeedRun`) and :func:`layer_run` (the paper's choice of CNN layer).
+  every split, accuracies -> :class:`SeedRun`), :func:`layer_run` (the paper's choice of CNN layer) and
+  ``fit_and_predict(train_fraction=...)`` on a :func:`stratified_subset` of the training clips (how much
+  data?); :func:`mean_curves` and :func:`flat_from` (where the learning curves flatten).
 * :func:`reapply`: the persisted network of a finished run (``irnn.pt``) applied again to a split's
   per-frame CNN features (:func:`predict_frames`, usable for new clips).
 
@@ -65,9 +68,9 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 __all__ = ["CELLS", "InputScaler", "IrnnCheckpoint", "SeedRun", "SeqHistory", "SequenceClassifier", "SequenceSettings",
-           "capped_frames", "fit_and_predict", "fit_scaler", "last_hidden_states", "layer_run", "load_irnn", "predict_frames",
-           "predict_proba", "reapply", "save_irnn", "split_sequences", "train_seeds", "train_sequence_model",
-           "training_sets"]
+           "capped_frames", "fit_and_predict", "fit_scaler", "flat_from", "last_hidden_states", "layer_run", "load_irnn",
+           "mean_curves", "predict_frames", "predict_proba", "reapply", "save_irnn", "split_sequences",
+           "stratified_subset", "train_seeds", "train_sequence_model", "training_sets"]
 
 CELLS: tuple[str, ...] = ("irnn", "lstm", "gru")
 N_CLASSES = 7
@@ -296,9 +299,10 @@ class SeqHistory(EpochCurves):
 
     ``epochs``: one dict per epoch with ``epoch`` (1-based), ``train_loss``, ``train_acc`` (running
     averages over the epoch's batches), ``val_loss``, ``val_acc`` (on the selection split after the epoch;
-    NaN without one) and ``seconds`` (wall time of the epoch, evaluation included). ``best_epoch``: the
-    epoch whose weights the model holds at the end (best ``val_acc``, ties -> earliest; the last epoch
-    when there is no selection split or ``fixed_epochs`` was given).
+    NaN without one, and on the epochs ``eval_every`` skips) and ``seconds`` (wall time of the epoch,
+    evaluation included). ``best_epoch``: the epoch whose weights the model holds at the end (best
+    ``val_acc`` among the evaluated epochs, ties -> earliest; the last epoch when there is no selection
+    split or ``fixed_epochs`` was given).
     """
 
     epochs: list[dict[str, Any]] = field(default_factory=list)
@@ -328,8 +332,8 @@ def _evaluate(model: SequenceClassifier, data: _Packed, y: torch.Tensor, batch_s
 def train_sequence_model(model: SequenceClassifier, sequences: Sequence[Any], labels: Any, *,
                          select: tuple[Sequence[Any], Any] | None = None, epochs: int = 100, lr: float = 0.005,
                          clip: float | None = 1.0, batch_size: int = 64, momentum: float = 0.0, seed: int = 0,
-                         device: Any = "cpu", fixed_epochs: int | None = None, progress: bool = False,
-                         log: Callable[[str], None] | None = None) -> SeqHistory:
+                         device: Any = "cpu", fixed_epochs: int | None = None, eval_every: int = 1,
+                         progress: bool = False, log: Callable[[str], None] | None = None) -> SeqHistory:
     """Train ``model`` in place with SGD (Kahou et al. 2015, section 2.2: lr 0.005, clip 1.0, batch 64).
 
     ``sequences``: N arrays/tensors ``(T_i, D)`` (``T_i >= 1``); ``labels``: ``(N,)`` ints in ``[0, 7)``.
@@ -342,6 +346,9 @@ def train_sequence_model(model: SequenceClassifier, sequences: Sequence[Any], la
     ``val_acc`` epoch (ties -> earliest) are restored at the end. ``fixed_epochs``: train exactly that many
     epochs (overrides ``epochs``) and keep the last weights (``select``, if given, is only monitored) --
     ``fixed_epochs=history.best_epoch`` retrains for the selected number of epochs.
+    ``eval_every``: evaluate ``select`` only after every ``eval_every``-th epoch and after the last one (the
+    other epochs' ``val_loss``/``val_acc`` are NaN); the kept epoch is the best of the evaluated ones, so with
+    ``eval_every > 1`` it is a multiple of ``eval_every`` or the last epoch. 1 (default): every epoch.
     ``progress``: print a line per epoch; ``log``: called with that line. Returns a :class:`SeqHistory`.
     """
     dev = torch_device(device, model)
@@ -350,6 +357,9 @@ def train_sequence_model(model: SequenceClassifier, sequences: Sequence[Any], la
         raise ValueError(f"need at least one epoch, got {n_epochs}")
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if int(eval_every) != eval_every or int(eval_every) < 1:
+        raise ValueError(f"eval_every must be an integer >= 1, got {eval_every!r}")
+    eval_every = int(eval_every)
     train = _Packed(sequences, dev, model.input_dim, "sequences", model.max_frames)
     y = _labels(labels, train.n, model.n_classes, dev)
     val = yv = None
@@ -365,7 +375,8 @@ def train_sequence_model(model: SequenceClassifier, sequences: Sequence[Any], la
     hist = SeqHistory(config={"epochs": n_epochs, "lr": float(lr), "clip": None if clip is None else float(clip),
                               "batch_size": int(batch_size), "momentum": float(momentum), "seed": int(seed),
                               "fixed_epochs": None if fixed_epochs is None else int(fixed_epochs),
-                              "cell": model.cell, "hidden": model.hidden, "identity_scale": model.identity_scale,
+                              "eval_every": eval_every, "cell": model.cell, "hidden": model.hidden,
+                              "identity_scale": model.identity_scale,
                               "n_train": train.n, "n_select": 0 if val is None else val.n})
     keeper = BestWeights(restore)
     for epoch in range(1, n_epochs + 1):
@@ -386,7 +397,7 @@ def train_sequence_model(model: SequenceClassifier, sequences: Sequence[Any], la
             correct += int((logits.detach().argmax(1) == yb).sum())
         rec: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / train.n, "train_acc": correct / train.n,
                                "val_loss": float("nan"), "val_acc": float("nan")}
-        if val is not None:
+        if val is not None and (epoch % eval_every == 0 or epoch == n_epochs):
             rec["val_loss"], rec["val_acc"] = _evaluate(model, val, yv, max(256, batch_size))
             keeper.update(model, epoch, rec["val_acc"])
         rec["seconds"] = time.perf_counter() - t0
@@ -474,7 +485,8 @@ class SequenceSettings:
     """Model and training settings of chapter 03 (its parameters of the same names; defaults: the paper's).
 
     ``hidden``, ``cell``, ``identity_scale``, ``max_frames`` build the :class:`SequenceClassifier`; ``epochs``,
-    ``lr``, ``clip``, ``batch_size``, ``momentum``, ``fixed_epochs`` go to :func:`train_sequence_model`.
+    ``lr``, ``clip``, ``batch_size``, ``momentum``, ``fixed_epochs``, ``eval_every`` go to
+    :func:`train_sequence_model`.
     """
 
     hidden: int = 200
@@ -487,6 +499,7 @@ class SequenceSettings:
     momentum: float = 0.0
     fixed_epochs: int | None = None
     max_frames: int | None = None
+    eval_every: int = 1
 
     def build(self, input_dim: int, seed: int) -> SequenceClassifier:
         """A fresh, untrained network for ``input_dim``-d frames, its parameters drawn with ``seed``."""
@@ -508,7 +521,7 @@ class SeedRun:
 
     @property
     def selected(self) -> bool:
-        """Whether the training was evaluated on a select split after every epoch."""
+        """Whether the training was evaluated on a select split (every ``eval_every``-th epoch)."""
         return int(self.history.config.get("n_select", 0)) > 0
 
     @property
@@ -540,24 +553,43 @@ def training_sets(sequences: Mapping[str, Sequence[Any]], labels: Mapping[str, A
     return train_seqs, train_labels, select
 
 
+def stratified_subset(labels: Any, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of a random ``fraction`` of the clips of every class of ``labels`` (``round(fraction *
+    n_c)`` of a class of ``n_c`` clips, at least one), drawn with ``seed``; ``fraction=1``: every index."""
+    y = np.asarray(labels).reshape(-1)
+    if not 0.0 < float(fraction) <= 1.0:
+        raise ValueError(f"fraction must lie in (0, 1], got {fraction!r}")
+    if float(fraction) == 1.0:
+        return np.arange(len(y))
+    rng = np.random.default_rng(int(seed))
+    keep = [rng.choice(idx, max(1, int(round(float(fraction) * len(idx)))), replace=False)
+            for idx in (np.flatnonzero(y == c) for c in np.unique(y))]
+    return np.sort(np.concatenate(keep)) if keep else np.arange(0)
+
+
 def fit_and_predict(sequences: Mapping[str, Sequence[Any]], labels: Mapping[str, Any], partition: Any,
                     settings: SequenceSettings, seed: int, *, device: Any = "cpu",
-                    predict: Sequence[str] | None = None) -> SeedRun:
+                    predict: Sequence[str] | None = None, train_fraction: float = 1.0) -> SeedRun:
     """Train one network with ``seed`` and predict: the unit of chapter 03's seeds and layer experiment.
 
     ``sequences``: split -> ``(T_i, D)`` scaled frame features of every clip; ``labels``: split -> ``(n,)``
     (-1 unknown). Builds ``settings.build(D, seed)``, trains it on the partition's :func:`training_sets`
     (early stopping on the select split unless ``settings.fixed_epochs``), then predicts every split of
-    ``predict`` (default: every split of ``sequences``).
+    ``predict`` (default: every split of ``sequences``). ``train_fraction < 1``: train on a class-stratified
+    random part of the training clips (:func:`stratified_subset` with ``seed``; the data-size experiment);
+    the ``"train"`` accuracy is still over every training clip.
     """
     from emotiw_utils import metrics
 
     train_seqs, train_labels, select = training_sets(sequences, labels, partition)
+    if float(train_fraction) != 1.0:
+        keep = stratified_subset(train_labels, train_fraction, seed)
+        train_seqs, train_labels = [train_seqs[i] for i in keep], train_labels[keep]
     model = settings.build(int(np.asarray(train_seqs[0]).shape[1]), seed)
     history = train_sequence_model(model, train_seqs, train_labels, select=select, epochs=settings.epochs,
                                    lr=settings.lr, clip=settings.clip, batch_size=settings.batch_size,
                                    momentum=settings.momentum, seed=seed, device=device,
-                                   fixed_epochs=settings.fixed_epochs)
+                                   fixed_epochs=settings.fixed_epochs, eval_every=settings.eval_every)
     splits = list(sequences) if predict is None else list(predict)
     probs = {sp: predict_proba(model, sequences[sp], device=device) for sp in splits}
     accuracy = metrics.split_accuracies(probs, {sp: labels[sp] for sp in splits}, partition.train)
@@ -581,12 +613,53 @@ def train_seeds(sequences: Mapping[str, Sequence[Any]], labels: Mapping[str, Any
     return {s: fit_and_predict(sequences, labels, partition, settings, s, device=device) for s in seeds_iter}
 
 
+def mean_curves(histories: Sequence[SeqHistory]):  # -> pandas.DataFrame
+    """The learning curves of several seeds averaged epoch by epoch: a DataFrame indexed by ``epoch`` with
+    ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc`` (each the mean over the seeds that have a value
+    at that epoch: NaN on the epochs ``eval_every`` skipped) and ``n_seeds`` (the seeds that ran the epoch)."""
+    import pandas as pd
+
+    if not histories:
+        raise ValueError("need at least one history")
+    cols = ["train_loss", "train_acc", "val_loss", "val_acc"]
+    frame = pd.concat([h.to_frame()[cols] for h in histories], keys=range(len(histories)), names=["run", "epoch"])
+    out = frame.groupby(level="epoch").mean()
+    out["n_seeds"] = frame.groupby(level="epoch").size()
+    return out
+
+
+def flat_from(curve: Any, window: int = 25, tol: float = 0.02, level: str = "final") -> int:
+    """Where a learning curve flattens, from its moving average over ``window`` epochs (``curve``: a pandas
+    Series indexed by epoch; NaN entries, the epochs ``eval_every`` skipped, are dropped, and the window then
+    covers ``window / spacing`` of the remaining points).
+
+    ``level="final"``: the first epoch from which the moving average stays within ``tol`` of its last value (a
+    curve still moving at the end gets an epoch near its last one). ``level="max"``: the first epoch at which it
+    comes within ``tol`` of its highest value (where an accuracy curve reaches its plateau, even if it sinks
+    again later). A curve already within ``tol`` at its first smoothed point gets that point's epoch.
+    """
+    if level not in ("final", "max"):
+        raise ValueError(f"level must be 'final' or 'max', got {level!r}")
+    s = curve.dropna()
+    if s.empty:
+        raise ValueError("the curve has no values")
+    spacing = float(np.median(np.diff(s.index))) if len(s) > 1 else 1.0
+    points = max(1, int(round(window / max(spacing, 1.0))))
+    smooth = s.rolling(points, min_periods=min(points, len(s))).mean().dropna()
+    v = smooth.to_numpy()
+    if level == "max":
+        return int(smooth.index[int(np.argmax(v >= v.max() - tol))])
+    off = np.flatnonzero(np.abs(v - v[-1]) > tol)
+    return int(smooth.index[0] if len(off) == 0 else smooth.index[off[-1] + 1])
+
+
 def layer_run(run_dir: str | Path, layer: str, partition: Any, settings: SequenceSettings, seed: int, *,
               epochs: int, standardise: bool = True, device: Any = "cpu") -> SeedRun:
     """The paper's layer experiment for one CNN layer: the features of ``layer`` for the training and select
     splits of ``run_dir`` (:func:`~emotiw_utils.frame_features.load_frame_features`), scaled as in chapter 03,
-    one network trained for ``epochs`` with early stopping on the select split, predictions on the training
-    splits (the select accuracy of the kept epoch is ``run.history.best["val_acc"]``)."""
+    one network trained for ``epochs`` with early stopping on the select split, evaluated after every epoch
+    whatever ``settings.eval_every`` (these runs are short), predictions on the training splits (the select
+    accuracy of the kept epoch is ``run.history.best["val_acc"]``)."""
     from dataclasses import replace
 
     from emotiw_utils.frame_features import load_frame_features
@@ -595,7 +668,8 @@ def layer_run(run_dir: str | Path, layer: str, partition: Any, settings: Sequenc
     scaler = fit_scaler(frames, partition.train, standardise)
     sequences = {sp: f.sequences(scaler) for sp, f in frames.items()}
     labels = {sp: f.labels for sp, f in frames.items()}
-    return fit_and_predict(sequences, labels, partition, replace(settings, epochs=int(epochs), fixed_epochs=None),
+    return fit_and_predict(sequences, labels, partition,
+                           replace(settings, epochs=int(epochs), fixed_epochs=None, eval_every=1),
                            seed, device=device, predict=partition.train)
 
 

@@ -142,6 +142,84 @@ def test_selection_fixed_epochs_and_determinism(order_data):
     assert back.best_epoch == hist.best_epoch and back.epochs == hist.epochs
 
 
+
+def test_eval_every_evaluates_and_selects_only_the_evaluated_epochs(order_data):
+    (xs, ys), (xv, yv) = order_data
+    xs, ys, xv, yv = xs[:120], ys[:120], xv[:60], yv[:60]
+    kw = dict(lr=0.02, momentum=0.9, batch_size=32, seed=3)
+    every = train_sequence_model(SequenceClassifier(8, hidden=16, identity_scale=0.8, seed=1, input_std=None),
+                                 xs, ys, select=(xv, yv), epochs=11, **kw)
+    m = SequenceClassifier(8, hidden=16, identity_scale=0.8, seed=1, input_std=None)
+    hist = train_sequence_model(m, xs, ys, select=(xv, yv), epochs=11, eval_every=4, **kw)
+    evaluated = [e["epoch"] for e in hist.epochs if not np.isnan(e["val_acc"])]
+    assert evaluated == [4, 8, 11]  # every 4th epoch and the last
+    assert all(np.isnan(e["val_loss"]) for e in hist.epochs if e["epoch"] not in evaluated)
+    # training is untouched by the evaluations: the same train curves, the same values where both evaluated
+    for a, b in zip(every.epochs, hist.epochs):
+        assert (a["train_loss"], a["train_acc"]) == (b["train_loss"], b["train_acc"])
+        if b["epoch"] in evaluated:
+            assert (a["val_loss"], a["val_acc"]) == (b["val_loss"], b["val_acc"])
+    # the kept epoch is the best evaluated one (ties -> earliest), and the model holds its weights
+    accs = {e["epoch"]: e["val_acc"] for e in hist.epochs if e["epoch"] in evaluated}
+    assert hist.best_epoch == max(evaluated, key=lambda ep: (accs[ep], -ep))
+    assert float((predict_proba(m, xv).argmax(1) == yv).mean()) == pytest.approx(accs[hist.best_epoch], abs=1e-12)
+    assert hist.config["eval_every"] == 4
+    fixed = train_sequence_model(SequenceClassifier(8, hidden=16, seed=1), xs, ys, select=(xv, yv), fixed_epochs=5,
+                                 eval_every=2, **kw)
+    assert fixed.best_epoch == 5 and [e["epoch"] for e in fixed.epochs if not np.isnan(e["val_acc"])] == [2, 4, 5]
+    for bad in (0, 1.5, -2):
+        with pytest.raises(ValueError, match="eval_every"):
+            train_sequence_model(SequenceClassifier(8, hidden=4), xs[:4], ys[:4], epochs=1, eval_every=bad)
+
+
+def test_mean_curves_and_flat_from():
+    from emotiw_utils.irnn import flat_from, mean_curves
+
+    def hist(vals, every=1):
+        return SeqHistory(epochs=[{"epoch": i + 1, "train_loss": 1.0 - v, "train_acc": v, "seconds": 0.1,
+                                   "val_loss": 1.0 - v if (i + 1) % every == 0 else float("nan"),
+                                   "val_acc": v if (i + 1) % every == 0 else float("nan")}
+                                  for i, v in enumerate(vals)], best_epoch=1)
+    a, b = hist([0.2, 0.4, 0.6, 0.8]), hist([0.4, 0.6, 0.8, 1.0], every=2)
+    m = mean_curves([a, b])
+    assert list(m.index) == [1, 2, 3, 4] and list(m["n_seeds"]) == [2, 2, 2, 2]
+    np.testing.assert_allclose(m["train_acc"], [0.3, 0.5, 0.7, 0.9])
+    np.testing.assert_allclose(m["val_acc"], [0.2, 0.5, 0.6, 0.9])  # epochs 1 and 3: seed a only
+    assert list(mean_curves([a, hist([0.5, 0.5])])["n_seeds"]) == [2, 2, 1, 1]
+    with pytest.raises(ValueError):
+        mean_curves([])
+
+    import pandas as pd
+
+    epochs = np.arange(1, 201)
+    rising = pd.Series(np.minimum(epochs, 100) / 100.0, index=epochs)  # rises until epoch 100, then flat
+    assert 95 <= flat_from(rising, window=1, tol=0.02) <= 100
+    assert flat_from(pd.Series(np.full(50, 0.5), index=np.arange(1, 51)), window=5) == 5  # flat from the start
+    assert flat_from(pd.Series(epochs / 200.0, index=epochs), window=1, tol=0.02) >= 195  # still rising at the end
+    sparse = rising.where(epochs % 5 == 0)  # evaluated every 5th epoch: the window counts epochs, not points
+    assert 95 <= flat_from(sparse, window=10, tol=0.02) <= 110
+    peak = pd.Series(np.where(epochs <= 100, epochs / 100.0, 1.0 - (epochs - 100) / 1000.0), index=epochs)
+    assert 95 <= flat_from(peak, window=1, tol=0.02, level="max") <= 100  # rises to epoch 100, then sinks by 0.1
+    assert flat_from(peak, window=1, tol=0.02, level="final") >= 175
+    with pytest.raises(ValueError):
+        flat_from(pd.Series([np.nan, np.nan]))
+    with pytest.raises(ValueError, match="level"):
+        flat_from(rising, level="best")
+
+
+def test_stratified_subset():
+    from emotiw_utils.irnn import stratified_subset
+
+    y = np.repeat(np.arange(7), [10, 20, 4, 1, 30, 6, 9])
+    keep = stratified_subset(y, 0.5, seed=0)
+    assert np.all(np.diff(keep) > 0) and np.array_equal(np.bincount(y[keep], minlength=7), [5, 10, 2, 1, 15, 3, 4])
+    assert np.array_equal(keep, stratified_subset(y, 0.5, seed=0))
+    assert not np.array_equal(keep, stratified_subset(y, 0.5, seed=1))
+    assert np.array_equal(stratified_subset(y, 1.0, seed=3), np.arange(len(y)))
+    for bad in (0.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match="fraction"):
+            stratified_subset(y, bad, seed=0)
+
 def test_bad_input():
     m = SequenceClassifier(3, hidden=4, seed=0)
     seqs = [np.zeros((5, 3), np.float32), np.zeros((2, 3), np.float32)]
@@ -278,6 +356,32 @@ def test_layer_run_trains_on_the_train_and_select_splits_only(tmp_path):
     assert len(r.history.epochs) == 2 and r.selected  # fixed_epochs of the main run is not applied here
     assert 0 <= r.history.best["val_acc"] <= 1 and 0 <= r.accuracy["train"] <= 1
 
+
+
+def test_fit_and_predict_on_a_fraction_of_the_training_clips(tmp_path):
+    from emotiw_utils.frame_features import load_frame_features
+    from emotiw_utils.irnn import SequenceSettings, fit_and_predict, fit_scaler, stratified_subset
+    from emotiw_utils.protocol import check_partition
+
+    torch.set_num_threads(1)
+    _fake_run(tmp_path)
+    frames = {s: load_frame_features(tmp_path, s, "logits") for s in ("Train", "Val", "Test")}
+    scaler = fit_scaler(frames, ["Train"])
+    seqs = {s: f.sequences(scaler) for s, f in frames.items()}
+    labels = {s: f.labels for s, f in frames.items()}
+    settings = SequenceSettings(**{**SMALL, "eval_every": 2})
+    half = fit_and_predict(seqs, labels, check_partition(["Train"], "Val"), settings, 3, train_fraction=0.5)
+    keep = stratified_subset(labels["Train"], 0.5, 3)
+    assert half.history.config["n_train"] == len(keep) < len(labels["Train"])
+    assert [e["epoch"] for e in half.history.epochs if not np.isnan(e["val_acc"])] == [2, 3]
+    # the same network as training on that subset by hand
+    m = settings.build(7, 3)
+    keep_val = labels["Val"] >= 0
+    train_sequence_model(m, [seqs["Train"][i] for i in keep], labels["Train"][keep], eval_every=2,
+                         select=([x for x, k in zip(seqs["Val"], keep_val) if k], labels["Val"][keep_val]),
+                         epochs=3, lr=0.02, momentum=0.9, batch_size=16, seed=3)
+    np.testing.assert_array_equal(half.probs["Val"], predict_proba(m, seqs["Val"]))
+    assert half.accuracy["train"] == float((half.probs["Train"].argmax(1) == labels["Train"]).mean())  # all clips
 
 def test_reapply_gives_back_the_stage_probabilities_exactly(tmp_path):
     from emotiw_utils import artifacts, records, stages
