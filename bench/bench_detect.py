@@ -1,7 +1,8 @@
 """Throughput of MTCNN keypoint detection (emotiw_utils.detect, paper section 2.1.2 step 1).
 
 Usage: python bench/bench_detect.py [--device cpu|cuda|auto] [--n-fer 2000] [--n-frames 256] [--batch-size 64]
-       python bench/bench_detect.py --video [--sizes 480x360,720x576,1920x1080] [--workers 2]
+       python bench/bench_detect.py --video [--sizes 480x360,720x576,1920x1080] [--workers 2] [--clips 6]
+                                    [--no-before] [--pool]
 
 Prints images/s of
 * detect_static_faces on the first --n-fer rows of the real FER2013 (48x48 gray; ../shared/data next
@@ -15,12 +16,16 @@ real CREMA-D clips (../shared/data/cremad_sample, or --cremad DIR; 480x360) are 
 size of --sizes and written as MPEG-4 AVI (AFEW's codec) into an AFEW-like tree (a third of them in Val).
 For each size it prints frames/s and detection rate of
 * before: each clip decoded (full-size RGB) and MTCNN (min_face_size 20 px) on every full-size frame, one
-  clip at a time (stage 01's former loop);
-* after: emotiw_utils.detect_video.detect_clips with the default VideoPolicy in --workers processes;
-and of decode + detection + alignment (``aligned.align_afew``: probe, fit, decode again in gray and align in
---workers processes; for "before" its detection is replaced by keypoint sidecars holding the "before"
-keypoints, so its time is added to the before loop's), plus the mean keypoint difference of "after" to
-"before" over the frames where both found a face, as a fraction of the before frame's eye distance.
+  clip at a time (stage 01's former loop; --no-before skips it, and with it the rate and keypoint difference);
+* after: emotiw_utils.detect_video.detect_clips with the default VideoPolicy in up to --workers processes;
+and of decode + detection + alignment (``aligned.align_afew``: the Train clips detected, AFEW's transform
+fitted, the Train clips aligned from a second decode, the Val clips detected and aligned in one decode, in up
+to --workers processes, or in threads of this process when the job is too small to pay for starting them:
+``detect_video.choose_workers``; --pool starts the pools whatever the job's size, as before that choice;
+for "before" its detection is replaced by keypoint sidecars holding the "before" keypoints, so its time is
+added to the before loop's), plus the mean keypoint difference of "after" to "before" over the frames where
+both found a face, as a fraction of the before frame's eye distance. Each timed call starts without MTCNN
+loaded in this process (the weights load is counted, as a stage run pays it).
 """
 
 from __future__ import annotations
@@ -104,61 +109,99 @@ def _keypoint_difference(after: np.ndarray, before: np.ndarray) -> tuple[float, 
     return float(err.mean()), int(both.sum())
 
 
+def _fresh_detector_state() -> None:
+    """Forget the MTCNN this process keeps for in-process detection, so that each timed call loads it, as a
+    stage run does (a no-op on code before detect_video.choose_workers)."""
+    from emotiw_utils import detect_video
+
+    getattr(detect_video, "_FREE_DETECTORS", {}).clear()
+
+
 def video_mode(args) -> None:
+    import os
     import tempfile
 
     import torch
 
-    from emotiw_utils import aligned
+    from emotiw_utils import aligned, detect_video
     from emotiw_utils.datasets.keypoints import keypoints_path_for, write_keypoints
     from emotiw_utils.datasets.video import read_frames
     from emotiw_utils.detect_video import VideoPolicy, detect_clips
 
     if not args.cremad.is_dir() or not list(args.cremad.glob("*.flv")):
         sys.exit(f"real CREMA-D clips not found in {args.cremad} (pass --cremad DIR); nothing benchmarked")
+    if args.pool and hasattr(detect_video, "SMALL_JOB_ITEMS"):
+        detect_video.SMALL_JOB_ITEMS = 0
     policy = VideoPolicy()
     fer_mean = np.array([[15.0, 18], [33, 18], [24, 27], [17, 35], [31, 35]])  # a FER-like 48x48 mean shape
-    print(f"torch threads {torch.get_num_threads()}; workers {args.workers}; python {platform.python_version()}; "
-          f"policy {policy.to_dict()}")
-    det = FaceDetector(device="cpu", min_face_size=20)
-    det.detect(synthetic_frames(4))  # warm-up
+    print(f"torch threads {torch.get_num_threads()}; workers {args.workers}{' (pools forced)' if args.pool else ''}; "
+          f"python {platform.python_version()}; policy {policy.to_dict()}; load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    det = None
+    if not args.no_before:
+        det = FaceDetector(device="cpu", min_face_size=20)
+        det.detect(synthetic_frames(4))  # warm-up
     for size_s in args.sizes.split(","):
         w, h = (int(v) for v in size_s.split("x"))
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             paths = _make_videos(args.cremad, (w, h), root, args.clips)
-            # before: decode full-size RGB, MTCNN min 20 px on every full-size frame, one clip at a time
-            t0 = time.perf_counter()
-            before = [det.detect(read_frames(p), batch_size=64).keypoints for p in paths]
-            t_before = time.perf_counter() - t0
-            n = sum(len(k) for k in before)
-            rate_before = float(np.mean(np.concatenate([np.isfinite(k).all(axis=(1, 2)) for k in before])))
+            before = None
+            if not args.no_before:
+                # before: decode full-size RGB, MTCNN min 20 px on every full-size frame, one clip at a time
+                t0 = time.perf_counter()
+                before = [det.detect(read_frames(p), batch_size=64).keypoints for p in paths]
+                t_before = time.perf_counter() - t0
+                rate_before = float(np.mean(np.concatenate([np.isfinite(k).all(axis=(1, 2)) for k in before])))
             # after: the fast path
+            _fresh_detector_state()
             t0 = time.perf_counter()
             after = detect_clips(paths, policy, workers=args.workers)
             t_after = time.perf_counter() - t0
+            n = sum(len(a) for a in after)
             kps_after = np.concatenate([a.keypoints for a in after])
             rate_after = float(np.isfinite(kps_after).all(axis=(1, 2)).mean())
             n_detected = sum(int(a.detected.sum()) for a in after)
-            diff, n_both = _keypoint_difference(kps_after, np.concatenate(before))
             # decode + detection + alignment: stage 01's AFEW path (after), and its alignment alone (before)
+            train = [p for p in paths if p.parent.parent.name == "Train"]
+            val = [p for p in paths if p.parent.parent.name == "Val"]
+            choice = ""
+            if hasattr(detect_video, "choose_workers"):
+                def where(n: int, n_items: int) -> str:
+                    if n > 1:
+                        return f"{n} processes"
+                    k = detect_video.in_process_threads(args.workers, n_items)
+                    return f"{k} thread{'s' if k > 1 else ''} here"
+
+                choice = (f"; Train detected in {where(detect_video.choose_workers(args.workers, train), len(train))}"
+                          f", aligned in {where(detect_video.choose_workers(args.workers, val, train), len(paths))}")
+            _fresh_detector_state()
             t0 = time.perf_counter()
-            aligned.align_afew(root, fer_mean, workers=args.workers, splits=("Train", "Val"), detect_policy=policy)
+            _, _, info = aligned.align_afew(root, fer_mean, workers=args.workers, splits=("Train", "Val"),
+                                            detect_policy=policy)
             t_e2e_after = time.perf_counter() - t0
-            for p, k in zip(paths, before):
-                write_keypoints(keypoints_path_for(p), k)
-            t0 = time.perf_counter()
-            aligned.align_afew(root, fer_mean, workers=args.workers, splits=("Train", "Val"))
-            t_align = time.perf_counter() - t0
+            if before is not None:
+                diff, n_both = _keypoint_difference(kps_after, np.concatenate(before))
+                for p, k in zip(paths, before):
+                    write_keypoints(keypoints_path_for(p), k)
+                t0 = time.perf_counter()
+                aligned.align_afew(root, fer_mean, workers=args.workers, splits=("Train", "Val"))
+                t_align = time.perf_counter() - t0
+        twice = info["keypoints"].get("decoded_twice")
         print(f"{w}x{h}, {len(paths)} clips, {n} frames (detection image "
               f"{after[0].detection_size[1]}x{after[0].detection_size[0]}, {n_detected} frames detected, "
-              f"{n - n_detected} interpolated):")
+              f"{n - n_detected} interpolated{'' if twice is None else f'; {twice} clips decoded twice'}{choice}):")
+        if before is None:
+            print(f"  detection       after {n / t_after:7.1f} frames/s (rate {rate_after:.3f})")
+            print(f"  decode + detection + alignment   after {n / t_e2e_after:7.1f} frames/s")
+            continue
         print(f"  detection       before {n / t_before:7.1f} frames/s (rate {rate_before:.3f})   "
               f"after {n / t_after:7.1f} frames/s (rate {rate_after:.3f})")
         print(f"  decode + detection + alignment   before {n / (t_before + t_align):7.1f} frames/s   "
               f"after {n / t_e2e_after:7.1f} frames/s")
         print(f"  keypoints after vs before: mean difference {100 * diff:.2f} % of the eye distance "
               f"({n_both} frames with a face in both)")
+    print(f"load average at the end {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 def main() -> None:
@@ -168,6 +211,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="480x360,720x576,1920x1080", help="frame sizes WxH, comma-separated")
     ap.add_argument("--workers", type=int, default=2, help="processes of the fast path and of the alignment")
     ap.add_argument("--clips", type=int, default=6, help="CREMA-D clips used (2 to 6)")
+    ap.add_argument("--no-before", action="store_true", help="skip full-resolution MTCNN on every frame")
+    ap.add_argument("--pool", action="store_true", help="start worker pools however small the job")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--fer", type=Path, default=FER_GZ, help="FER2013 fer2013.csv(.gz)")
     ap.add_argument("--n-fer", type=int, default=2000)
