@@ -269,7 +269,8 @@ def _clips_for_mtcnn(tmp_path) -> list[Path]:
     base = cv2.resize(astronaut(), (240, 240), interpolation=cv2.INTER_AREA)
     out = []
     for c in range(2):
-        frames = np.stack([np.roll(base, (2 * t + c, t), axis=(0, 1))[8:232, 8:232] for t in range(20)])
+        # slow enough (half a pixel a frame) for interpolation between every 3rd frame, as on real video
+        frames = np.stack([np.roll(base, (t // 2 + c, t // 3), axis=(0, 1))[8:232, 8:232] for t in range(20)])
         out.append(write_clip(tmp_path / f"astronaut{c}.avi", frames, fps=25))
     return out
 
