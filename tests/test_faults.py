@@ -714,7 +714,7 @@ def test_a_run_killed_and_interrupted_mid_stage_resumes_to_the_same_results(tmp_
     signal.alarm(420)  # three runs of two stages and their interruptions: this test's own limit (on a loaded machine)
     data = tiny_synth(tmp_path / "data")
     names = [stages.ALIGNMENT.name, stages.CNN.name]
-    params = [f"{stages.CNN.name}.epochs=1"]
+    params = [f"{stages.CNN.name}.epochs=6"]  # long enough for the interrupt to land inside the training cell
 
     # the reference runs beside the interrupted run (its kernels are mostly single-threaded start-up and imports)
     ref = tmp_path / "reference"
