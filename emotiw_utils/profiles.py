@@ -39,7 +39,7 @@ import yaml
 from . import paths, stages
 
 #: Known profiles (README "Profiles"); ``real`` reads user-supplied datasets; ``realfer`` is the demo with the
-#: real FER2013 (the CNN at published strength, chapter 02).
+#: real FER2013 (the CNN of chapter 02 trained on real faces).
 PROFILES: tuple[str, ...] = ("smoke", "demo", "full", "real", "realfer")
 #: Profiles that run on the embedded synthetic dataset.
 SYNTHETIC_PROFILES: tuple[str, ...] = ("smoke", "demo", "full")
