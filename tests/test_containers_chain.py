@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_faults import die_with_the_test  # a run the tests start dies with them
 
 from emotiw_utils import artifacts, clip_policy, stages
 from emotiw_utils.aligned import AfewFaces
@@ -165,30 +166,12 @@ def chain(tmp_path_factory):
         cmd += [f"--{key}", str(path)]
     for p in SHRINK:
         cmd += ["-p", p]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, preexec_fn=_die_with_the_test)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, preexec_fn=die_with_the_test)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     records = afew.scan_afew(data["afew"])
     ids = {s: [r.clip_id for r in records if r.split == s] for s in AFEW_SPLITS}
     return dict(run=run, afew=data["afew"], records=records, ids=ids, written=written, skipped=skipped,
                 stdout=done.stdout)
-
-
-def _die_with_the_test() -> None:
-    """``preexec_fn``: SIGKILL when the test process dies (Linux ``PR_SET_PDEATHSIG``): no run left behind."""
-    if _PRCTL is not None:
-        _PRCTL(1, signal.SIGKILL)
-
-
-def _prctl():
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux
-        return None
-
-
-_PRCTL = _prctl()
 
 
 @pytest.fixture(autouse=True)
