@@ -71,6 +71,9 @@ def main() -> None:
     ap.add_argument("--dropout", type=float, default=0.25)
     ap.add_argument("--fc-units", type=int, default=0)
     ap.add_argument("--crop", type=int, default=42)
+    ap.add_argument("--rotate", type=float, default=0.0, help="random rotation in +-degrees (0: none)")
+    ap.add_argument("--scale", type=float, default=0.0, help="random zoom in 1 +- scale (0: none)")
+    ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--amp", action="store_true", help="bfloat16 autocast")
     ap.add_argument("--limit", type=int, default=0, help="train on the first N training images only (probes)")
     ap.add_argument("--holdout-size", type=int, default=1000)
@@ -104,7 +107,8 @@ def main() -> None:
     hist = cnn.train_cnn(model, train.images, train.labels, monitors=monitors, select_on="holdout",
                          snapshots=("PublicTest",), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          weight_decay=args.weight_decay, optimizer=args.optimizer, schedule=args.schedule,
-                         seed=args.seed, amp=args.amp, progress=False,
+                         seed=args.seed, amp=args.amp, progress=False, rotate=args.rotate, scale=args.scale,
+                         label_smoothing=args.label_smoothing,
                          log=lambda line: print(line, flush=True))
     minutes = (time.perf_counter() - t0) / 60
     frame = hist.to_frame()

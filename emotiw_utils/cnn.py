@@ -67,6 +67,7 @@ __all__ = [
     "CnnHistory",
     "FrameCNN",
     "INFERENCE_BATCH",
+    "affine_crops",
     "augment",
     "centre_crop",
     "iter_layer_activations",
@@ -405,6 +406,33 @@ def _draw_crops(n: int, height: int, width: int, crop: int, generator: torch.Gen
     return oy, ox, flip
 
 
+def _draw_affine(n: int, rotate: float, scale: float, generator: torch.Generator | None,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample rotation angles (radians, uniform in +-``rotate`` degrees) and zoom factors (uniform in
+    ``1 +- scale``) for ``n`` samples; both drawn (in this order) from ``generator`` on ``device``."""
+    angle = (torch.rand(n, generator=generator, device=device) * 2 - 1) * math.radians(rotate)
+    zoom = 1 + (torch.rand(n, generator=generator, device=device) * 2 - 1) * scale
+    return angle, zoom
+
+
+def affine_crops(x: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, flip: torch.Tensor, angle: torch.Tensor,
+                 zoom: torch.Tensor, crop: int) -> torch.Tensor:
+    """``crop x crop`` windows of ``x`` ``(B, 1, H, W)`` at offsets ``(oy, ox)``, mirrored where ``flip``,
+    rotated by ``angle`` (radians) and zoomed by ``zoom`` (> 1 sees more of the face) about the window's
+    centre: one ``affine_grid`` + bilinear ``grid_sample`` for the batch, outside the image -> 0 (the mean
+    face, on normalised input). With ``angle`` 0 and ``zoom`` 1 it equals the plain crop (:func:`augment`).
+    Returns ``(B, 1, crop, crop)``."""
+    b, _, h, w = x.shape
+    cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
+    sx = torch.where(flip, -1.0, 1.0).to(cos.dtype) * (crop / w)
+    sy = torch.full_like(cos, crop / h)
+    theta = torch.stack([
+        torch.stack([cos * sx, -sin * sy, (2 * ox + crop).to(cos.dtype) / w - 1], 1),
+        torch.stack([sin * sx, cos * sy, (2 * oy + crop).to(cos.dtype) / h - 1], 1)], 1)  # (B, 2, 3)
+    grid = F.affine_grid(theta.to(x.dtype), [b, 1, crop, crop], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def augment(x: torch.Tensor, crop: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Section 2.1.3 augmentation of a normalised batch: per-sample random crop and horizontal flip (p = 0.5).
 
@@ -587,14 +615,18 @@ def train_cnn(model: FrameCNN, images: Any, labels: Any, *,
               optimizer: str = "adam", schedule: str = "cosine", seed: int = 0, device: Any = "cpu",
               patience: int | None = None, progress: bool = True, log: Callable[[str], None] | None = None,
               amp: bool = False, channels_last: bool | None = None, eval_batch_size: int | None = None,
-              snapshots: Sequence[str] = ()) -> CnnHistory:
+              snapshots: Sequence[str] = (), rotate: float = 0.0, scale: float = 0.0,
+              label_smoothing: float = 0.0) -> CnnHistory:
     """Train ``model`` on static faces (section 2.1.3) with flip/crop augmentation; early stopping on monitors.
 
     ``images``: ``(N, H, W)`` (or ``(N, 1, H, W)``) uint8 faces (numpy or tensor), H = W = image_size;
     ``labels``: ``(N,)`` ints in 0..6. Both are moved to ``device`` once and the images normalised once
     with the model's mean/std images into a float32 tensor (N * H * W * 4 bytes: 330 MB for FER2013) --
     no CPU data loader. Every epoch: a ``torch.randperm`` shuffle and per-sample random crop + flip
-    (:func:`augment`'s draws) from a generator seeded with ``seed`` on the device.
+    (:func:`augment`'s draws) from a generator seeded with ``seed`` on the device. ``rotate`` (degrees) and
+    ``scale`` (relative) add a random rotation in +-``rotate`` and zoom in ``1 +- scale`` about each crop's
+    centre (:func:`affine_crops`; not in the paper); both 0 keeps the paper's crop + flip exactly.
+    ``label_smoothing``: of the training cross-entropy (monitors are scored without it).
 
     ``monitors``: ``{name: (images (M, H, W) uint8, labels (M,))}``; each is evaluated after every epoch
     (centre crop, eval mode): ``{name}_acc`` and ``{name}_loss``; labels -1 are ignored (so frame copies of
@@ -624,6 +656,13 @@ def train_cnn(model: FrameCNN, images: Any, labels: Any, *,
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
+    if not 0 <= rotate < 180:
+        raise ValueError(f"rotate must be in [0, 180) degrees; got {rotate}")
+    if not 0 <= scale < 1:
+        raise ValueError(f"scale must be in [0, 1); got {scale}")
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1); got {label_smoothing}")
+    affine = rotate > 0 or scale > 0
     monitors = dict(monitors or {})
     if select_on is not None and select_on not in monitors:
         raise ValueError(f"select_on={select_on!r} is not a monitor; monitors: {', '.join(monitors) or 'none'}")
@@ -686,20 +725,26 @@ def train_cnn(model: FrameCNN, images: Any, labels: Any, *,
                 t0 = time.perf_counter()
                 perm = torch.randperm(n, generator=gen, device=dev)
                 oy, ox, flip = _draw_crops(n, size, size, crop, gen, dev)
+                if affine:
+                    angle, zoom = _draw_affine(n, rotate, scale, gen, dev)
                 loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
                 correct = torch.zeros((), dtype=torch.int64, device=dev)
                 for i in range(0, n, batch_size):
                     sl = slice(i, i + batch_size)
                     bidx = perm[sl]
-                    idx = _crop_index(oy[sl], ox[sl], flip[sl], size, crop) + (bidx * hw)[:, None]
                     b = len(bidx)
-                    xb = x_flat.view(-1)[idx].view(b, 1, crop, crop)
+                    if affine:
+                        xb = affine_crops(x_flat[bidx].view(b, 1, size, size), oy[sl], ox[sl], flip[sl],
+                                          angle[sl], zoom[sl], crop)
+                    else:
+                        idx = _crop_index(oy[sl], ox[sl], flip[sl], size, crop) + (bidx * hw)[:, None]
+                        xb = x_flat.view(-1)[idx].view(b, 1, crop, crop)
                     if cl:
                         xb = xb.contiguous(memory_format=torch.channels_last)
                     yb = y_all[bidx]
                     with _autocast(dev, amp):
                         logits = model(xb)
-                        loss = F.cross_entropy(logits.float(), yb)
+                        loss = F.cross_entropy(logits.float(), yb, label_smoothing=label_smoothing)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()

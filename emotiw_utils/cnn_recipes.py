@@ -1,7 +1,8 @@
 """Training recipes of the frame CNN compared side by side (chapter 02; the paper gives no optimiser).
 
 A recipe is what :func:`emotiw_utils.cnn.train_cnn` is told beyond the data: optimiser, schedule, peak
-learning rate, weight decay, batch size, bfloat16 autocast. Chapter 02 trains its CNN with the recipe of
+learning rate, weight decay, batch size, bfloat16 autocast, and the augmentation and loss beyond the
+paper's (random rotation and zoom, label smoothing). Chapter 02 trains its CNN with the recipe of
 the profile and, for each entry of ``compare_recipes``, a twin under the ``holdout`` regime with that
 recipe changed: same initialisation, data, holdout, monitors and epochs, so the learning curves show what
 the recipe does.
@@ -24,7 +25,8 @@ from emotiw_utils.early_stopping import train_regime
 __all__ = ["RECIPE_KEYS", "RecipeRun", "check_recipe", "recipe_label", "train_recipes"]
 
 #: Parameters of chapter 02 a recipe may change (the 02_cnn keys of params/base.yaml).
-RECIPE_KEYS: tuple[str, ...] = ("optimizer", "schedule", "lr", "weight_decay", "batch_size", "amp")
+RECIPE_KEYS: tuple[str, ...] = ("optimizer", "schedule", "lr", "weight_decay", "batch_size", "amp", "rotate",
+                                 "scale", "label_smoothing")
 
 
 def check_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
@@ -38,7 +40,8 @@ def check_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def recipe_label(recipe: Mapping[str, Any], device: Any = "cpu") -> str:
-    """Short legend label: ``"sgd, onecycle, lr 0.05, wd 0.0005, batch 128, bf16"``."""
+    """Short legend label: ``"sgd, onecycle, lr 0.05, wd 0.0005, batch 128, bf16, rotate 10°, zoom 0.1,
+    smoothing 0.1"`` (rotation, zoom and smoothing of 0 read ``no rotation``, ...)."""
     r = dict(recipe)
     parts = [str(r[k]) for k in ("optimizer", "schedule") if k in r]
     parts += [f"{name} {r[k]:g}" for k, name in (("lr", "lr"), ("weight_decay", "wd")) if k in r]
@@ -46,6 +49,10 @@ def recipe_label(recipe: Mapping[str, Any], device: Any = "cpu") -> str:
         parts.append(f"batch {r['batch_size']}")
     if "amp" in r:
         parts.append("bf16" if resolve_amp(r["amp"], device) else "float32")
+    for key, name, unit in (("rotate", "rotation", "°"), ("scale", "zoom", ""),
+                            ("label_smoothing", "smoothing", "")):
+        if key in r:
+            parts.append(f"{'rotate' if key == 'rotate' else name} {r[key]:g}{unit}" if r[key] else f"no {name}")
     return ", ".join(parts)
 
 

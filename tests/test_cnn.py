@@ -157,6 +157,39 @@ def test_augment_covers_offsets_and_flips_and_is_seeded():
     assert torch.equal(out, again) and not torch.equal(out, other)
 
 
+def test_affine_crops_without_rotation_or_zoom_are_the_plain_crops():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 1, 48, 48)
+    oy, ox, flip = cnn._draw_crops(64, 48, 48, 42, g, torch.device("cpu"))
+    plain = torch.gather(x.reshape(64, -1), 1, cnn._crop_index(oy, ox, flip, 48, 42)).view(64, 1, 42, 42)
+    out = cnn.affine_crops(x, oy, ox, flip, torch.zeros(64), torch.ones(64), 42)
+    torch.testing.assert_close(out, plain, atol=1e-4, rtol=0)
+
+
+def test_affine_crops_rotate_and_zoom_about_the_crop_centre():
+    """On a linear ramp (bilinear sampling is exact) every output pixel reads the predicted input point."""
+    size, crop, angle, zoom = 48, 42, np.deg2rad(10.0), 1.1
+    rows, cols = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64),
+                                indexing="ij")
+    ramps = torch.stack([cols, rows])[:, None]  # (2, 1, H, W): column and row index images
+    oy = torch.tensor([2, 2]); ox = torch.tensor([4, 4]); no = torch.zeros(2, dtype=torch.bool)
+    out = cnn.affine_crops(ramps, oy, ox, no, torch.full((2,), angle, dtype=torch.float64),
+                           torch.full((2,), zoom, dtype=torch.float64), crop)
+    dy, dx = torch.meshgrid(torch.arange(crop) - (crop - 1) / 2, torch.arange(crop) - (crop - 1) / 2, indexing="ij")
+    cx, cy = 4 + (crop - 1) / 2, 2 + (crop - 1) / 2
+    want_x = cx + zoom * (np.cos(angle) * dx - np.sin(angle) * dy)
+    want_y = cy + zoom * (np.sin(angle) * dx + np.cos(angle) * dy)
+    inner = slice(11, 31)  # away from the corners that fall outside the image
+    torch.testing.assert_close(out[0, 0, inner, inner], want_x[inner, inner].double(), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out[1, 0, inner, inner], want_y[inner, inner].double(), atol=1e-4, rtol=0)
+    flipped = cnn.affine_crops(ramps, oy, ox, ~no, torch.zeros(2, dtype=torch.float64),
+                               torch.ones(2, dtype=torch.float64), crop)
+    torch.testing.assert_close(flipped[0, 0], (cx - dx).double())  # mirrored: columns run right to left
+    outside = cnn.affine_crops(torch.ones(1, 1, size, size), oy[:1], ox[:1], no[:1], torch.tensor([np.pi / 4]),
+                               torch.tensor([1.0]), crop)
+    assert outside[0, 0, 0, 0] == 0 and outside[0, 0, 21, 21] == 1  # outside the image: 0, the mean face
+
+
 def test_centre_crop():
     x = torch.arange(48 * 48.0).reshape(1, 1, 48, 48)
     c = cnn.centre_crop(x, 42)
@@ -246,6 +279,27 @@ def test_onecycle_sgd_warms_up_then_anneals_and_learns(toy):
     assert max(hist.metric("mon_acc")) > 0.6
     with pytest.raises(ValueError, match="schedule must be one of"):
         _train(toy, epochs=1, schedule="step")
+
+
+def test_rotation_zoom_and_label_smoothing_train_deterministically(toy):
+    x, y, mx, my = toy
+    small = (x[:256], y[:256], mx[:64], my[:64])
+    aug = dict(rotate=3.0, scale=0.1, label_smoothing=0.1)
+    m1, h1 = _train(small, epochs=2, seed=7, **aug)
+    m2, h2 = _train(small, epochs=2, seed=7, **aug)
+    _, plain = _train(small, epochs=2, seed=7)
+    assert _strip_timing(h1) == _strip_timing(h2)
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+    assert h1.metric("train_loss") != plain.metric("train_loss")
+    _, learnt = _train(toy, epochs=4, **aug)
+    assert max(learnt.metric("mon_acc")) > 0.8  # 3 degrees keep the 15-degree classes apart
+    # label smoothing 0.1 over 7 classes: the training loss cannot fall below the smoothed target's entropy
+    q = np.array([0.9 + 0.1 / 7] + [0.1 / 7] * 6)
+    assert min(learnt.metric("train_loss")) > -(q * np.log(q)).sum()
+    for bad, match in ((dict(rotate=-1.0), "rotate must be"), (dict(scale=1.0), "scale must be"),
+                       (dict(label_smoothing=1.0), "label_smoothing must be")):
+        with pytest.raises(ValueError, match=match):
+            _train(small, epochs=1, **bad)
 
 
 def test_select_on_restores_an_earlier_epoch(toy):

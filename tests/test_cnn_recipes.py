@@ -11,7 +11,8 @@ from emotiw_utils.aligned import StaticFaces
 from emotiw_utils.cnn import mean_std_images
 from test_cnn import SMALL, gratings
 
-BASE = {"optimizer": "adam", "schedule": "cosine", "lr": 3e-3, "weight_decay": 1e-4, "batch_size": 64, "amp": False}
+BASE = {"optimizer": "adam", "schedule": "cosine", "lr": 3e-3, "weight_decay": 1e-4, "batch_size": 64, "amp": False,
+        "rotate": 0.0, "scale": 0.0, "label_smoothing": 0.0}
 
 
 def test_check_and_label():
@@ -22,6 +23,9 @@ def test_check_and_label():
         cnn_recipes.check_recipe({})
     label = cnn_recipes.recipe_label({"optimizer": "sgd", "schedule": "onecycle", "lr": 0.05, "amp": False})
     assert label == "sgd, onecycle, lr 0.05, float32"
+    label = cnn_recipes.recipe_label({"rotate": 10, "scale": 0.1, "label_smoothing": 0})
+    assert label == "rotate 10°, zoom 0.1, no smoothing"
+    assert cnn_recipes.recipe_label({"rotate": 0, "scale": 0}) == "no rotation, no zoom"
 
 
 def test_variants_train_from_one_initialisation():

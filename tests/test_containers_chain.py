@@ -12,14 +12,13 @@ dataset (01 and 02: every readable one), in the same order, with every frame dec
 from __future__ import annotations
 
 import fractions
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_faults import die_with_the_test  # a run the tests start dies with them
+from helpers import die_with_the_test, fail_after
 
 from emotiw_utils import artifacts, clip_policy, stages
 from emotiw_utils.aligned import AfewFaces
@@ -177,14 +176,8 @@ def chain(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _no_hang():
     """A test fails after 60 s instead of hanging (the shared run, in the module fixture, has its own limit)."""
-    def _timeout(*_):
-        raise TimeoutError("test_containers_chain: hung for 60 s")
-
-    old = signal.signal(signal.SIGALRM, _timeout)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+    with fail_after(60, "test_containers_chain"):
+        yield
 
 
 def _case(chain, name):

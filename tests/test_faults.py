@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import HEADER, PARAMS_CELL, die_with_the_test, fail_after
 
 from emotiw_utils import activity, aligned, artifacts, audio, clip_policy
 from emotiw_utils.activity_features import ActivityFeatures, ActivitySettings, split_paths
@@ -47,14 +48,8 @@ UNICODE_ID = "tr_ünï_日本"
 @pytest.fixture(autouse=True)
 def _no_hang():
     """Every test here fails after 60 s instead of hanging (a hang is one of the faults under test)."""
-    def _timeout(*_):
-        raise TimeoutError("test_faults: hung for 60 s")
-
-    old = signal.signal(signal.SIGALRM, _timeout)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+    with fail_after(60, "test_faults"):
+        yield
 
 
 # ------------------------------------------------------------------------------------------ the faulty tree
@@ -456,24 +451,6 @@ def test_real_cremad_clips_probe_decode_and_audio():
 EMOTIW = Path(sys.executable).with_name("emotiw")
 
 
-def _prctl():
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux
-        return None
-
-
-_PRCTL = _prctl()
-
-
-def die_with_the_test() -> None:
-    """``preexec_fn`` of a run the tests start: SIGKILL when the test process dies (Linux ``PR_SET_PDEATHSIG``),
-    so a test session killed half-way leaves no run behind (the run's kernel follows it, ipykernel's parent
-    poller)."""
-    if _PRCTL is not None:
-        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 #: Timing figures of a stage's metrics: the only values two runs of the same stages and seed may differ in.
 _TIMING = re.compile(r"seconds|per_second|wall")
 
@@ -613,27 +590,7 @@ def test_a_run_on_real_afew_and_fer2013_generates_no_synthetic_data(tmp_path, mo
                                                                   None, False)
 
 
-_NOTEBOOK = """---
-jupytext:
-  text_representation: {extension: .md, format_name: myst}
-kernelspec: {display_name: Python 3, language: python, name: python3}
----
-# A stage
-
-```{code-cell} ipython3
-:tags: [parameters]
-
-profile = "smoke"
-seed = 0
-device = "cpu"
-stage = "x"
-run_dir = "runs/x"
-afew_dir = None
-fer2013_path = None
-tfd_path = None
-synthetic = True
-```
-
+_NOTEBOOK = HEADER + "# A stage\n\n" + PARAMS_CELL.format(extra="") + """
 ```{code-cell} ipython3
 from emotiw_utils import artifacts
 

@@ -308,17 +308,23 @@ def test_training_sets_follow_the_partition():
     assert len(xs) == 4 and list(yv) == [4, 5] and [float(x[0, 0]) for x in xv] == [0.0, 2.0]
 
 
-def test_train_seeds_is_the_build_train_predict_loop(tmp_path):
+def _fake_sequences(tmp_path):
+    """A fake run's standardised logits sequences and labels per split (one thread: deterministic, fast)."""
     from emotiw_utils.frame_features import load_frame_features
-    from emotiw_utils.irnn import SequenceSettings, fit_scaler, train_seeds
-    from emotiw_utils.protocol import check_partition
+    from emotiw_utils.irnn import fit_scaler
 
     torch.set_num_threads(1)
     _fake_run(tmp_path)
     frames = {s: load_frame_features(tmp_path, s, "logits") for s in ("Train", "Val", "Test")}
     scaler = fit_scaler(frames, ["Train"])
-    seqs = {s: f.sequences(scaler) for s, f in frames.items()}
-    labels = {s: f.labels for s, f in frames.items()}
+    return {s: f.sequences(scaler) for s, f in frames.items()}, {s: f.labels for s, f in frames.items()}
+
+
+def test_train_seeds_is_the_build_train_predict_loop(tmp_path):
+    from emotiw_utils.irnn import SequenceSettings, train_seeds
+    from emotiw_utils.protocol import check_partition
+
+    seqs, labels = _fake_sequences(tmp_path)
     partition = check_partition(["Train"], "Val")
     settings = SequenceSettings(**SMALL)
     runs = train_seeds(seqs, labels, partition, settings, [4, 5])
@@ -357,18 +363,11 @@ def test_layer_run_trains_on_the_train_and_select_splits_only(tmp_path):
     assert 0 <= r.history.best["val_acc"] <= 1 and 0 <= r.accuracy["train"] <= 1
 
 
-
 def test_fit_and_predict_on_a_fraction_of_the_training_clips(tmp_path):
-    from emotiw_utils.frame_features import load_frame_features
-    from emotiw_utils.irnn import SequenceSettings, fit_and_predict, fit_scaler, stratified_subset
+    from emotiw_utils.irnn import SequenceSettings, fit_and_predict, stratified_subset
     from emotiw_utils.protocol import check_partition
 
-    torch.set_num_threads(1)
-    _fake_run(tmp_path)
-    frames = {s: load_frame_features(tmp_path, s, "logits") for s in ("Train", "Val", "Test")}
-    scaler = fit_scaler(frames, ["Train"])
-    seqs = {s: f.sequences(scaler) for s, f in frames.items()}
-    labels = {s: f.labels for s, f in frames.items()}
+    seqs, labels = _fake_sequences(tmp_path)
     settings = SequenceSettings(**{**SMALL, "eval_every": 2})
     half = fit_and_predict(seqs, labels, check_partition(["Train"], "Val"), settings, 3, train_fraction=0.5)
     keep = stratified_subset(labels["Train"], 0.5, 3)

@@ -14,36 +14,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from helpers import HEADER, PARAMS_CELL
+
 from emotiw_utils import artifacts, paths, pipeline, stages
 from emotiw_utils.datasets.origins import dataset_origins, describe_origins
-
-HEADER = """---
-jupytext:
-  text_representation:
-    extension: .md
-    format_name: myst
-kernelspec:
-  display_name: Python 3
-  language: python
-  name: python3
----
-"""
-
-PARAMS_CELL = """```{{code-cell}} ipython3
-:tags: [parameters]
-
-profile = "smoke"
-seed = 0
-device = "cpu"
-stage = "x"
-run_dir = "runs/x"
-afew_dir = None
-fer2013_path = None
-tfd_path = None
-synthetic = True
-{extra}
-```
-"""
 
 NB_A = HEADER + "# Stage A\n\n" + PARAMS_CELL.format(extra="x = 0") + """
 ```{code-cell} ipython3
