@@ -40,7 +40,7 @@ def check_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def recipe_label(recipe: Mapping[str, Any], device: Any = "cpu") -> str:
-    """Short legend label: ``"sgd, onecycle, lr 0.05, wd 0.0005, batch 128, bf16, rotate 10°, zoom 0.1,
+    """Short legend label: ``"sgd, onecycle, lr 0.05, wd 0.0005, batch 128, bf16, rotation 10°, zoom 0.1,
     smoothing 0.1"`` (rotation, zoom and smoothing of 0 read ``no rotation``, ...)."""
     r = dict(recipe)
     parts = [str(r[k]) for k in ("optimizer", "schedule") if k in r]
@@ -52,7 +52,7 @@ def recipe_label(recipe: Mapping[str, Any], device: Any = "cpu") -> str:
     for key, name, unit in (("rotate", "rotation", "°"), ("scale", "zoom", ""),
                             ("label_smoothing", "smoothing", "")):
         if key in r:
-            parts.append(f"{'rotate' if key == 'rotate' else name} {r[key]:g}{unit}" if r[key] else f"no {name}")
+            parts.append(f"{name} {r[key]:g}{unit}" if r[key] else f"no {name}")
     return ", ".join(parts)
 
 

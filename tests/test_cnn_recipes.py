@@ -24,7 +24,7 @@ def test_check_and_label():
     label = cnn_recipes.recipe_label({"optimizer": "sgd", "schedule": "onecycle", "lr": 0.05, "amp": False})
     assert label == "sgd, onecycle, lr 0.05, float32"
     label = cnn_recipes.recipe_label({"rotate": 10, "scale": 0.1, "label_smoothing": 0})
-    assert label == "rotate 10°, zoom 0.1, no smoothing"
+    assert label == "rotation 10°, zoom 0.1, no smoothing"
     assert cnn_recipes.recipe_label({"rotate": 0, "scale": 0}) == "no rotation, no zoom"
 
 
