@@ -240,3 +240,28 @@ def test_quick_suite_on_the_cpu_writes_its_results(tmp_path):
     md = (out / bench_suite.RESULTS_MD).read_text()
     assert "| bench_irnn |" in md and f"| {stages.ALIGNMENT.name} | ok |" in md
     assert proc.returncode == (0 if FER_GZ.is_file() else 1)
+
+
+def test_bench_fer2013_trains_and_records_its_curves_on_a_tiny_aligned_set(tmp_path):
+    """bench/bench_fer2013.py end to end on 200 fake aligned faces: one epoch with every augmentation option,
+    the curves and the mirrored-face accuracies in its JSON."""
+    import numpy as np
+
+    from emotiw_utils.aligned import StaticFaces
+
+    rng = np.random.default_rng(0)
+    usage = np.array(["Training"] * 140 + ["PublicTest"] * 30 + ["PrivateTest"] * 30)
+    faces = StaticFaces(rng.integers(0, 256, (200, 48, 48), dtype=np.uint8), rng.integers(0, 7, 200),
+                        np.full(200, "FER2013"), usage)
+    faces.save(stages.ALIGNMENT.path(tmp_path, "static_faces"))
+    out = tmp_path / "curves.json"
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "bench_fer2013.py"), "--run-dir", str(tmp_path),
+                           "--epochs", "1", "--batch-size", "32", "--holdout-size", "20", "--rotate", "10",
+                           "--scale", "0.1", "--label-smoothing", "0.1", "--threads", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "holdout selects epoch 1/1" in done.stdout and "mirrored faces averaged" in done.stdout
+    result = json.loads(out.read_text())
+    assert result["n_train"] == 120 and result["settings"]["rotate"] == 10
+    assert set(result["flip_average_acc"]) == {"PublicTest", "PrivateTest"}
+    assert {"fit_acc", "holdout_acc", "PublicTest_acc", "PrivateTest_acc"} <= set(result["history"]["epochs"][0])
