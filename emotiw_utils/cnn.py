@@ -25,7 +25,11 @@ Deviations from the paper (it does not state most training details):
 * BatchNorm after every convolution (``CnnConfig.batch_norm``, default on) is our addition, for stable
   training within a few epochs; the paper does not mention it.
 * Optimiser, learning rate, schedule, weight decay, batch size and the crop size (42 of 48) are our
-  choices (Adam 1e-3, cosine schedule, weight decay 1e-4 on weights only, batch 256).
+  choices: every profile trains with SGD (Nesterov momentum 0.9), a one-cycle schedule to lr 0.05, weight
+  decay 5e-4 on weights only, batch 128 (``params/base.yaml``, 02_cnn; why: ``bench/RESULTS.md``); the
+  defaults of :func:`train_cnn` are Adam 1e-3, cosine, 1e-4, batch 256.
+* Random rotation and zoom of the crops (:func:`affine_crops`) and label smoothing are options of
+  :func:`train_cnn`, off by default and in every profile.
 * ``vgg3x3`` is our reading of "a very deep structure with small 3x3 filter size" (refs [26, 29]): four
   blocks of two 3x3 convolutions (64, 128, 256, 512 filters) each followed by max-pooling, then a hidden
   fully connected layer of 1024 units (``fc_units`` overrides it), as in VGG-style FER2013 nets.
