@@ -1,11 +1,14 @@
 """Helpers shared by the test modules that start runs or can hang: a time limit, child processes that die
-with the test session, and the parts of a throwaway stage notebook."""
+with the test session, a tiny synthetic dataset, and the parts of a throwaway stage notebook."""
 
 from __future__ import annotations
 
 import contextlib
 import signal
 from collections.abc import Iterator
+from pathlib import Path
+
+from emotiw_utils.synth import generate
 
 
 @contextlib.contextmanager
@@ -71,3 +74,16 @@ synthetic = True
 {extra}
 ```
 """
+
+
+def tiny_synth(root: Path, afew=(14, 7, 7)) -> dict[str, Path]:
+    """SynthFER, SynthTFD and SynthAFEW far smaller than the smoke profile's (about 5 s on one core): the
+    ``--afew``, ``--fer2013`` and ``--tfd`` paths of ``emotiw run``."""
+    sizes = generate.SynthSizes(afew=afew, fer=(210, 35, 35), tfd=70, tfd_unlabelled=0)
+    out = {"afew": root / "afew", "fer2013": root / "fer" / "fer2013.csv", "tfd": root / "tfd" / "TFD_48x48.mat"}
+    for p in out.values():
+        p.parent.mkdir(parents=True, exist_ok=True)
+    generate.generate_fer(out["fer2013"], sizes, 0, 1, False)
+    generate.generate_tfd(out["tfd"], sizes, 0, 1, False)
+    generate.generate_afew(out["afew"], sizes, 0, 1, False)
+    return out

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import die_with_the_test, fail_after
+from helpers import die_with_the_test, fail_after, tiny_synth
 
 from emotiw_utils import artifacts, clip_policy, stages
 from emotiw_utils.aligned import AfewFaces
@@ -27,7 +27,6 @@ from emotiw_utils.datasets import afew
 from emotiw_utils.datasets.keypoints import read_keypoints, write_keypoints
 from emotiw_utils.datasets.video import read_audio, read_frames, write_clip
 from emotiw_utils.errors import DataFormatError
-from emotiw_utils.synth import generate
 
 EMOTIW = Path(sys.executable).with_name("emotiw")
 STAGES = [stages.DATASETS, stages.ALIGNMENT, stages.CNN, stages.IRNN, stages.KAVG, stages.AUDIO]
@@ -117,13 +116,7 @@ def chain(tmp_path_factory):
     import av
 
     root = tmp_path_factory.mktemp("containers")
-    sizes = generate.SynthSizes(afew=(14, 7, 7), fer=(210, 35, 35), tfd=70, tfd_unlabelled=0)
-    data = {"afew": root / "afew", "fer2013": root / "fer" / "fer2013.csv", "tfd": root / "tfd" / "TFD_48x48.mat"}
-    for p in data.values():
-        p.parent.mkdir(parents=True, exist_ok=True)
-    generate.generate_fer(data["fer2013"], sizes, 0, 1, False)
-    generate.generate_tfd(data["tfd"], sizes, 0, 1, False)
-    generate.generate_afew(data["afew"], sizes, 0, 1, False)
+    data = tiny_synth(root)
 
     written, skipped = {}, {}
     for name, (split, clip_id, suffix, fmt, vcodec, acodec, opts) in CASES.items():

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import HEADER, PARAMS_CELL, die_with_the_test, fail_after
+from helpers import HEADER, PARAMS_CELL, die_with_the_test, fail_after, tiny_synth
 
 from emotiw_utils import activity, aligned, artifacts, audio, clip_policy
 from emotiw_utils.activity_features import ActivityFeatures, ActivitySettings, split_paths
@@ -453,19 +453,6 @@ EMOTIW = Path(sys.executable).with_name("emotiw")
 
 #: Timing figures of a stage's metrics: the only values two runs of the same stages and seed may differ in.
 _TIMING = re.compile(r"seconds|per_second|wall")
-
-
-def tiny_synth(root: Path, afew=(14, 7, 7)) -> dict[str, Path]:
-    """SynthFER, SynthTFD and SynthAFEW far smaller than the smoke profile's (about 5 s on one core): the
-    ``--afew``, ``--fer2013`` and ``--tfd`` paths of ``emotiw run``."""
-    sizes = generate.SynthSizes(afew=afew, fer=(210, 35, 35), tfd=70, tfd_unlabelled=0)
-    out = {"afew": root / "afew", "fer2013": root / "fer" / "fer2013.csv", "tfd": root / "tfd" / "TFD_48x48.mat"}
-    for p in out.values():
-        p.parent.mkdir(parents=True, exist_ok=True)
-    generate.generate_fer(out["fer2013"], sizes, 0, 1, False)
-    generate.generate_tfd(out["tfd"], sizes, 0, 1, False)
-    generate.generate_afew(out["afew"], sizes, 0, 1, False)
-    return out
 
 
 def emotiw_run(data: dict[str, Path], run_dir: Path, stages: list[str], *params: str) -> list[str]:
