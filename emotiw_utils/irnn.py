@@ -68,9 +68,10 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 __all__ = ["CELLS", "InputScaler", "IrnnCheckpoint", "SeedRun", "SeqHistory", "SequenceClassifier", "SequenceSettings",
-           "capped_frames", "fit_and_predict", "fit_scaler", "flat_from", "last_hidden_states", "layer_run", "load_irnn",
-           "mean_curves", "predict_frames", "predict_proba", "reapply", "save_irnn", "split_sequences",
-           "stratified_subset", "train_seeds", "train_sequence_model", "training_sets"]
+           "IrnnLimits", "capped_frames", "data_size_row", "fit_and_predict", "fit_scaler", "flat_from",
+           "last_hidden_states", "layer_run", "load_irnn", "mean_curves", "predict_frames", "predict_proba",
+           "quarter_means", "reapply", "save_irnn", "split_sequences", "stratified_subset", "train_seeds",
+           "train_sequence_model", "training_sets", "what_limits"]
 
 CELLS: tuple[str, ...] = ("irnn", "lstm", "gru")
 N_CLASSES = 7
@@ -651,6 +652,78 @@ def flat_from(curve: Any, window: int = 25, tol: float = 0.02, level: str = "fin
         return int(smooth.index[int(np.argmax(v >= v.max() - tol))])
     off = np.flatnonzero(np.abs(v - v[-1]) > tol)
     return int(smooth.index[0] if len(off) == 0 else smooth.index[off[-1] + 1])
+
+
+def quarter_means(curves: Any, select_name: str = "Val"):  # -> pandas.DataFrame
+    """:func:`mean_curves` averaged over each quarter of the epochs: columns ``"epochs a-b"``, rows ``"train
+    accuracy (%)"``, ``"train loss"``, ``"{select_name} accuracy (%)"``, ``"{select_name} loss"`` (2 decimals)."""
+    import pandas as pd
+
+    edges = np.unique(np.linspace(0, len(curves), 5).round().astype(int))
+    return pd.DataFrame({f"epochs {a + 1}-{b}": {
+        "train accuracy (%)": 100 * curves["train_acc"].iloc[a:b].mean(), "train loss": curves["train_loss"].iloc[a:b].mean(),
+        f"{select_name} accuracy (%)": 100 * curves["val_acc"].iloc[a:b].mean(),
+        f"{select_name} loss": curves["val_loss"].iloc[a:b].mean()} for a, b in zip(edges[:-1], edges[1:])}).round(2)
+
+
+def data_size_row(run: SeedRun, fraction: float, select_name: str = "Val") -> dict[str, Any]:
+    """One row of chapter 03's data-size table for a run trained on ``fraction`` of the training clips: its
+    clips, the kept epoch, the select accuracy there and the level the select curve settles at (mean of the
+    evaluations of the second half of the training), and the running training accuracy of the last 25 epochs."""
+    f = run.history.to_frame()
+    return {"training clips": int(run.history.config["n_train"]), "fraction": fraction,
+            "epoch kept": run.history.best_epoch,
+            f"{select_name} at the kept epoch (%)": round(100 * run.history.best["val_acc"], 1),
+            f"{select_name}, second half (%)": round(100 * f["val_acc"].iloc[len(f) // 2:].mean(), 1),
+            "train (running), last 25 epochs (%)": round(100 * f["train_acc"].iloc[-25:].mean(), 1)}
+
+
+#: Thresholds (accuracy points) of chapter 03's verdict on what limits the IRNN (:func:`what_limits`).
+STILL_RISING = 2.0  # the select accuracy rises this much from the third to the last quarter: the budget
+FITS_GAP = 10.0     # training accuracy at least this far above the select accuracy: the capacity is not the limit
+DATA_COST = 3.0     # the smaller training set settles this much lower: the number of clips is a limit
+
+
+@dataclass
+class IrnnLimits:
+    """What limits the IRNN on a run (:func:`what_limits`). ``figures``: the quarter means the verdict reads
+    (``tr3``/``tr4`` training accuracy of the third/last quarter, ``va1``/``va3``/``va4`` and ``vl3``/``vl4``
+    select accuracy and loss; with a data-size comparison ``full_n``/``small_n`` clips and ``full_v``/``small_v``
+    settled select accuracy). ``budget``: ``"rising"`` (more epochs would help), ``"fitting"`` (only the training
+    accuracy still rises) or ``"converged"``. ``capacity``: the network fits its training clips hardly better
+    than new ones. ``data``: fewer clips cost at least :data:`DATA_COST` points (None: no comparison).
+    ``limited`` / ``checked``: the limits found / examined, as phrases."""
+
+    figures: dict[str, Any]
+    budget: str
+    capacity: bool
+    data: bool | None
+    limited: list[str]
+    checked: list[str]
+
+
+def what_limits(quarters: Any, size_rows: Sequence[Mapping[str, Any]] = (), select_name: str = "Val") -> IrnnLimits:
+    """Chapter 03's verdict from :func:`quarter_means` and the :func:`data_size_row` rows (full set first)."""
+    q = quarters.columns
+    acc, sacc, sloss = "train accuracy (%)", f"{select_name} accuracy (%)", f"{select_name} loss"
+    fig = {"tr3": quarters.loc[acc, q[-2]], "tr4": quarters.loc[acc, q[-1]], "va1": quarters.loc[sacc, q[0]],
+           "va3": quarters.loc[sacc, q[-2]], "va4": quarters.loc[sacc, q[-1]],
+           "vl3": quarters.loc[sloss, q[-2]], "vl4": quarters.loc[sloss, q[-1]]}
+    budget = ("rising" if fig["va4"] - fig["va3"] >= STILL_RISING else
+              "fitting" if fig["tr4"] - fig["tr3"] >= STILL_RISING else "converged")
+    capacity = fig["tr4"] - fig["va4"] < FITS_GAP
+    limited = (["the training budget"] if budget == "rising" else []) + (["the network's capacity"] if capacity else [])
+    checked = ["the training budget", "the network's capacity"]
+    data = None
+    if len(size_rows) > 1:
+        col = f"{select_name}, second half (%)"
+        fig.update(full_n=size_rows[0]["training clips"], small_n=size_rows[-1]["training clips"],
+                   full_v=size_rows[0][col], small_v=size_rows[-1][col])
+        data = fig["full_v"] - fig["small_v"] >= DATA_COST
+        checked.append("the number of training clips")
+        if data:
+            limited.append("the number of training clips")
+    return IrnnLimits(fig, budget, capacity, data, limited, checked)
 
 
 def layer_run(run_dir: str | Path, layer: str, partition: Any, settings: SequenceSettings, seed: int, *,

@@ -364,7 +364,7 @@ def test_layer_run_trains_on_the_train_and_select_splits_only(tmp_path):
 
 
 def test_fit_and_predict_on_a_fraction_of_the_training_clips(tmp_path):
-    from emotiw_utils.irnn import SequenceSettings, fit_and_predict, stratified_subset
+    from emotiw_utils.irnn import SequenceSettings, data_size_row, fit_and_predict, stratified_subset
     from emotiw_utils.protocol import check_partition
 
     seqs, labels = _fake_sequences(tmp_path)
@@ -381,6 +381,10 @@ def test_fit_and_predict_on_a_fraction_of_the_training_clips(tmp_path):
                          epochs=3, lr=0.02, momentum=0.9, batch_size=16, seed=3)
     np.testing.assert_array_equal(half.probs["Val"], predict_proba(m, seqs["Val"]))
     assert half.accuracy["train"] == float((half.probs["Train"].argmax(1) == labels["Train"]).mean())  # all clips
+    row = data_size_row(half, 0.5, "Val")
+    assert row["training clips"] == len(keep) and row["epoch kept"] == half.history.best_epoch
+    assert row["Val, second half (%)"] == round(100 * np.mean([e["val_acc"] for e in half.history.epochs[1:]]), 1)
+
 
 def test_reapply_gives_back_the_stage_probabilities_exactly(tmp_path):
     from emotiw_utils import artifacts, records, stages
@@ -510,3 +514,32 @@ def test_a_capped_network_reads_a_long_clip_at_its_capped_frames(tmp_path):
     back = load_irnn(path).model
     assert back.max_frames == 100
     np.testing.assert_array_equal(predict_proba(back, seqs), p_capped)
+
+
+def _curves(train_acc, val_acc, n=100):
+    import pandas as pd
+
+    e = np.arange(1, n + 1)
+    return pd.DataFrame({"train_acc": np.interp(e, [1, n], train_acc), "train_loss": np.linspace(2, 1, n),
+                         "val_acc": np.interp(e, [1, n], val_acc), "val_loss": np.linspace(2, 1.5, n)},
+                        index=pd.Index(e, name="epoch"))
+
+
+def test_quarter_means_and_the_verdict_on_what_limits_the_irnn():
+    from emotiw_utils.irnn import DATA_COST, quarter_means, what_limits
+
+    q = quarter_means(_curves([0.2, 0.9], [0.2, 0.6]), "Val")
+    assert list(q.columns) == ["epochs 1-25", "epochs 26-50", "epochs 51-75", "epochs 76-100"]
+    assert list(q.index) == ["train accuracy (%)", "train loss", "Val accuracy (%)", "Val loss"]
+    assert q.loc["Val accuracy (%)", "epochs 1-25"] == pytest.approx(100 * np.interp(13, [1, 100], [0.2, 0.6]), abs=0.01)
+    rising = what_limits(q)  # Val still rises 10 points per quarter; train 30 points above Val: not capacity
+    assert rising.budget == "rising" and not rising.capacity and rising.data is None
+    assert rising.limited == ["the training budget"] and len(rising.checked) == 2
+    flat = what_limits(quarter_means(_curves([0.5, 0.5], [0.45, 0.45])))  # nothing moves, train ~ Val
+    assert flat.budget == "converged" and flat.capacity and flat.limited == ["the network's capacity"]
+    fitting = what_limits(quarter_means(_curves([0.5, 0.95], [0.5, 0.5])))
+    assert fitting.budget == "fitting" and not fitting.capacity and fitting.limited == []
+    rows = [{"training clips": 300, "Val, second half (%)": 60.0}, {"training clips": 150, "Val, second half (%)": 60.0 - DATA_COST}]
+    data = what_limits(q, rows)
+    assert data.data and data.limited[-1] == "the number of training clips" and data.figures["small_n"] == 150
+    assert what_limits(q, [rows[0], {**rows[1], "Val, second half (%)": 59.0}]).data is False
