@@ -22,7 +22,8 @@ from emotiw_utils.cnn import CnnConfig, CnnHistory
 from emotiw_utils.device import resolve_amp
 from emotiw_utils.early_stopping import train_regime
 
-__all__ = ["RECIPE_KEYS", "RecipeRun", "check_recipe", "recipe_label", "train_recipes"]
+__all__ = ["RECIPE_KEYS", "RecipeRun", "check_recipe", "comparison_curves", "comparison_table", "recipe_label",
+           "train_recipes"]
 
 #: Parameters of chapter 02 a recipe may change (the 02_cnn keys of params/base.yaml).
 RECIPE_KEYS: tuple[str, ...] = ("optimizer", "schedule", "lr", "weight_decay", "batch_size", "amp", "rotate",
@@ -90,3 +91,38 @@ def train_recipes(base: Mapping[str, Any], variants: Sequence[Mapping[str, Any]]
                                   amp=resolve_amp(recipe["amp"], device), **kwargs, **train_kwargs)
         runs.append(RecipeRun(recipe_label(variant, device), recipe, hist, time.perf_counter() - t0))
     return runs
+
+
+def comparison_curves(runs: Sequence[RecipeRun], test_column: str):  # -> (pandas.DataFrame, dict)
+    """Chapter 02's recipe figure: a frame with ``epoch`` and, per run, its ``test_column`` accuracy and its
+    training accuracy (on the augmented batches) each epoch, and the legend label of each column (for
+    :func:`emotiw_utils.plots.learning_curves`). The runs share their epochs (the same ``epochs``)."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"epoch": runs[0].history.to_frame().index})
+    series = {}
+    for r in runs:
+        h = r.history.to_frame()
+        frame[f"{r.label} test"] = h[test_column].to_numpy()
+        frame[f"{r.label} train"] = h["train_acc"].to_numpy()
+        series[f"{r.label} test"] = f"{r.label}: {test_column.removesuffix('_acc')}"
+        series[f"{r.label} train"] = f"{r.label}: train (augmented)"
+    return frame, series
+
+
+def comparison_table(runs: Sequence[RecipeRun]):  # -> pandas.DataFrame
+    """One row per run, indexed by its label: the epoch the holdout selected, the training accuracy of the
+    last epoch, every monitor's accuracy at the selected epoch (%) and the training throughput."""
+    import pandas as pd
+
+    rows = []
+    for r in runs:
+        h = r.history.to_frame()
+        best = h.loc[r.history.best_epoch]
+        row = {"recipe": r.label, "selected epoch (holdout)": r.history.best_epoch,
+               "train, last epoch (%)": round(100 * float(h["train_acc"].iloc[-1]), 1)}
+        row.update({c.removesuffix("_acc") + " (%)": round(100 * float(best[c]), 1) for c in h.columns
+                    if c.endswith("_acc") and c != "train_acc"})
+        row["train images/s"] = f"{r.history.images_per_second:,.0f}"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("recipe")

@@ -43,6 +43,14 @@ def test_variants_train_from_one_initialisation():
     # the same recipe twice (base values restated) from one seed: identical curves
     strip = [[{k: v for k, v in e.items() if "seconds" not in k} for e in r.history.epochs] for r in runs]
     assert strip[0] == strip[1]
+    frame, series = cnn_recipes.comparison_curves(runs, es.HOLDOUT_MONITOR + "_acc")
+    assert list(frame["epoch"]) == [1, 2] and list(series) == ["float32 test", "float32 train", "lr 0.003 test",
+                                                               "lr 0.003 train"]
+    assert list(frame["float32 test"]) == runs[0].history.metric(es.HOLDOUT_MONITOR + "_acc")
+    table = cnn_recipes.comparison_table(runs)
+    assert list(table.index) == ["float32", "lr 0.003"]
+    assert table.loc["float32", es.HOLDOUT_MONITOR + " (%)"] == round(100 * runs[0].history.best[es.HOLDOUT_MONITOR + "_acc"], 1)
+    assert table.loc["float32", "selected epoch (holdout)"] == runs[0].history.best_epoch
     other = cnn_recipes.train_recipes(BASE, [{"optimizer": "sgd", "lr": 0.05}], **kw)[0]
     assert other.history.epochs[0]["train_loss"] != runs[0].history.epochs[0]["train_loss"]
     with pytest.raises(ValueError, match="lacks"):
