@@ -685,28 +685,33 @@ def clip_histograms(clips: Sequence[Any], model, whitener: BlockWhitener, vocabu
     return bag_of_words(codes, vocabulary)
 
 
-def _read_gray(args: tuple[str, float, bool]) -> tuple[np.ndarray, str | None]:
-    from emotiw_utils.datasets.video import read_frames
+def _read_gray(args: tuple[str, float, bool]) -> tuple[np.ndarray, str | None, str | None]:
+    """``(frames, error, truncated)``: the frames, why none could be read (or None) and why the clip is
+    ``truncated`` (its decoded frames are used; or None), as :func:`emotiw_utils.datasets.video.read_video`
+    finds them."""
+    from emotiw_utils.datasets.video import read_video
     from emotiw_utils.errors import DataFormatError
 
     path, scale, keep_going = args
     try:
-        frames = read_frames(path, gray=True)
+        video = read_video(path, gray=True)
     except DataFormatError as e:
         if not keep_going:
             raise
-        return np.zeros((0, 1, 1), dtype=np.uint8), str(e)
+        return np.zeros((0, 1, 1), dtype=np.uint8), str(e), None
+    frames, truncated = video.frames, (f"{path}: {video.problem}" if video.problem is not None else None)
     if scale == 1.0 or len(frames) == 0:
-        return frames, None
+        return frames, None, truncated
     import cv2
 
     h, w = frames.shape[1:]
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]), None
+    return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]), None, truncated
 
 
 def load_clip_frames(paths: Sequence[Any], scale: float = 0.5, workers: int = 0, progress: bool = False,
-                     desc: str = "decode", errors: dict[int, str] | None = None) -> list[np.ndarray]:
+                     desc: str = "decode", errors: dict[int, str] | None = None,
+                     truncated: dict[int, str] | None = None) -> list[np.ndarray]:
     """Grayscale frames of every video in ``paths``: one ``(T_i, H', W')`` uint8 array per clip.
 
     ``scale`` resizes the frames (area interpolation) before any block is cut: at 0.5 a 16 x 16 block of a
@@ -716,7 +721,9 @@ def load_clip_frames(paths: Sequence[Any], scale: float = 0.5, workers: int = 0,
 
     Unreadable files raise :class:`~emotiw_utils.errors.DataFormatError` naming the file, unless ``errors``
     is a dict: then an unreadable clip gives a ``(0, 1, 1)`` array (no frame, hence no block and the uniform
-    histogram) and ``errors[i]`` its message (the clip policy, :mod:`emotiw_utils.clip_policy`).
+    histogram) and ``errors[i]`` its message (the clip policy, :mod:`emotiw_utils.clip_policy`). A clip cut
+    off or failing to decode part-way gives the frames that decoded, and, given a ``truncated`` dict,
+    ``truncated[i]`` why (its status ``truncated``, as the other stages call it).
     """
     from emotiw_utils.workers import process_map
 
@@ -724,9 +731,11 @@ def load_clip_frames(paths: Sequence[Any], scale: float = 0.5, workers: int = 0,
         raise ValueError(f"scale must be in (0, 1], got {scale!r}")
     tasks = [(str(p), float(scale), errors is not None) for p in paths]
     out = []
-    for i, (frames, problem) in enumerate(process_map(_read_gray, tasks, workers, names=[t[0] for t in tasks],
-                                                      progress=progress, desc=desc)):
+    for i, (frames, problem, cut) in enumerate(process_map(_read_gray, tasks, workers, names=[t[0] for t in tasks],
+                                                           progress=progress, desc=desc)):
         if problem is not None:
             errors[i] = problem
+        if cut is not None and truncated is not None:
+            truncated[i] = cut
         out.append(frames)
     return out

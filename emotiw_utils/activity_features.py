@@ -37,7 +37,8 @@ from emotiw_utils.artifacts import load_clip_probs, save_npz_atomic
 from emotiw_utils.constants import AFEW_SPLITS
 from emotiw_utils.device import resolve_device, torch_device
 
-__all__ = ["ActivityFeatures", "ActivityModel", "ActivitySettings", "features_key", "reapply", "split_paths"]
+__all__ = ["STATUS_RULES", "ActivityFeatures", "ActivityModel", "ActivitySettings", "clip_status", "decode_clips",
+           "features_key", "reapply", "split_paths"]
 
 
 @dataclass(frozen=True)
@@ -72,13 +73,18 @@ class ActivitySettings:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
 
 
+#: Version of the clip statuses a learning records (part of :func:`features_key`): 2 tells ``truncated`` clips
+#: apart (version 1 called them ``ok``), so a features file of version 1 is learned again.
+STATUS_RULES = 2
+
+
 def features_key(paths: Mapping[str, Sequence[str | Path]], sae_splits: Sequence[str], settings: ActivitySettings,
                  seed: int, device: str) -> str:
     """SHA-256 naming one learning of the features: settings, seed, device type, torch version, the splits
     the SAE learns from and every video file (resolved path, size, modification time), split by split."""
     h = hashlib.sha256(json.dumps({"settings": asdict(settings), "seed": int(seed), "sae_splits": list(sae_splits),
-                                   "device": torch_device(device).type, "torch": torch.__version__},
-                                  sort_keys=True).encode())
+                                   "device": torch_device(device).type, "torch": torch.__version__,
+                                   "status_rules": STATUS_RULES}, sort_keys=True).encode())
     for split in sorted(paths):
         h.update(f"\n[{split}]".encode())
         for p in paths[split]:
@@ -96,8 +102,9 @@ class ActivityFeatures:
     ``n_frames`` and the ``frame_shape`` (of the first clip), wall ``seconds`` of decoding, learning and
     histograms, the cache ``key`` and the ``settings`` (their ``frame_scale`` and ``stride`` describe a new
     clip as the learned ones were). ``from_cache``: loaded rather than learned in this call. ``status``: per
-    split, every clip's status under the clip policy (:mod:`emotiw_utils.clip_policy`): ``ok``, ``too_short``
-    (no 16 x 16 x 10 block: the uniform histogram) or ``unreadable`` (no frame: the uniform histogram)."""
+    split, every clip's status under the clip policy (:mod:`emotiw_utils.clip_policy`): ``ok``, ``truncated``
+    (cut off or a decode error part-way: the frames that decoded are used), ``too_short`` (no 16 x 16 x 10 block:
+    the uniform histogram) or ``unreadable`` (no frame: the uniform histogram); :func:`clip_status`."""
 
     sae_splits: tuple[str, ...]
     histograms: dict[str, np.ndarray]
@@ -203,14 +210,7 @@ class ActivityFeatures:
                 return cached
 
         t0 = time.perf_counter()
-        errors = {s: {} for s in paths}  # one bad clip never stops the stage: it is described by no block
-        clips = {s: activity.load_clip_frames(paths[s], settings.frame_scale, workers=workers, progress=progress,
-                                              desc=f"decode {s}", errors=errors[s]) for s in paths}
-        for s in paths:
-            for i, message in errors[s].items():
-                warnings.warn(f"unreadable clip (the uniform histogram): {message}", UserWarning, stacklevel=2)
-        status = {s: np.array(["unreadable" if i in errors[s] else "ok" if _has_block(c, settings) else "too_short"
-                               for i, c in enumerate(clips[s])], dtype=str) for s in paths}
+        clips, status = decode_clips(paths, settings, workers=workers, progress=progress)
         t_decode = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -241,6 +241,35 @@ class ActivityFeatures:
         if cache is not None:
             out.save(cache)
         return out
+
+
+def decode_clips(paths: Mapping[str, Sequence[str | Path]], settings: ActivitySettings, *, workers: int = 0,
+                 progress: bool = False) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray]]:
+    """``(frames, status)`` per split of the video files ``paths``: every clip's gray frames at the settings'
+    ``frame_scale`` and its status (:func:`clip_status`). One bad clip never stops the stage: an unreadable clip
+    gets no frame (so no block: the uniform histogram) and a warning, a truncated one the frames that decoded."""
+    errors = {s: {} for s in paths}
+    cut = {s: {} for s in paths}
+    clips = {s: activity.load_clip_frames(paths[s], settings.frame_scale, workers=workers, progress=progress,
+                                          desc=f"decode {s}", errors=errors[s], truncated=cut[s]) for s in paths}
+    for s in paths:
+        for i, message in errors[s].items():
+            warnings.warn(f"unreadable clip (the uniform histogram): {message}", UserWarning, stacklevel=3)
+    status = {s: np.array([clip_status(c, settings, unreadable=i in errors[s], truncated=i in cut[s])
+                           for i, c in enumerate(clips[s])], dtype=str) for s in paths}
+    return clips, status
+
+
+def clip_status(clip: np.ndarray, settings: ActivitySettings, *, unreadable: bool = False,
+                truncated: bool = False) -> str:
+    """A clip's status in the activity stage (:mod:`emotiw_utils.clip_policy`): ``unreadable`` (no frame),
+    ``too_short`` (no block: the uniform histogram, whether or not it was also cut off), ``truncated`` (fewer
+    frames than its header states, or a decode error part-way: described by the frames that decoded), ``ok``."""
+    if unreadable:
+        return "unreadable"
+    if not _has_block(clip, settings):
+        return "too_short"
+    return "truncated" if truncated else "ok"
 
 
 def _has_block(clip: np.ndarray, settings: ActivitySettings) -> bool:

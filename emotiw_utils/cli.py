@@ -7,6 +7,10 @@
                [--afew PATH] [--fer2013 PATH] [--tfd PATH] [--recompute] [--seed S] [-p KEY=VALUE ...]
                (profile real needs --afew and --fer2013; with a synthetic profile, given paths replace
                those synthetic datasets, e.g. --fer2013 PATH alone: the CNN on real FER2013)
+    emotiw run --profile demo --variant NAME [-p KEY=VALUE ...] [--stages ...]
+               (a variant of the run in --run-dir, in RUN_DIR/variants/NAME/: emotiw_utils/variants.py)
+    emotiw compare RUN_OR_VARIANT ... [--run-dir runs/demo] [--out DIR]   (emotiw_utils/compare.py)
+    emotiw lab [--profile demo] [--variant NAME] [-p KEY=VALUE ...]       (JupyterLab on the chapters: lab.py)
     emotiw book [--strict | --no-strict]
     emotiw stages
     emotiw predict VIDEO_OR_FOLDER... [--run-dir runs/demo] [--submission N] [--out DIR] [--device auto|cpu|cuda]
@@ -57,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fer2013.csv (or .csv.gz, or the image-folder root); alone with a synthetic profile: "
                           "train the CNN on real FER2013 (synthetic AFEW, no TFD)")
     run.add_argument("--tfd", type=Path, default=None, help="TFD_48x48.mat (optional)")
+    run.add_argument("--variant", metavar="NAME", default=None,
+                     help="run variant NAME of the run in --run-dir: in RUN_DIR/variants/NAME/, with the overrides "
+                          "recorded for it and those given; the stages it leaves unchanged are linked to the base "
+                          "run, which is never written")
     run.add_argument("--recompute", action="store_true", help="run the stages even if cached")
     run.add_argument("--seed", type=int, default=None, help="override common.seed")
     run.add_argument("-p", "--param", dest="params", action="append", default=[], metavar="KEY=VALUE",
@@ -70,6 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
                       help="turn warnings into errors (-W; default: on)")
 
     sub.add_parser("stages", help="list the stages and whether their notebook exists")
+
+    lab = sub.add_parser("lab", help="JupyterLab on working copies of the chapters (a run or a variant), on loopback")
+    lab.add_argument("--profile", choices=profiles.PROFILES, default="demo", help="parameter profile (default: demo)")
+    lab.add_argument("--variant", metavar="NAME", default=None,
+                     help="work in variant NAME of the run (RUN_DIR/variants/NAME/): its overrides, its folder; "
+                          "the base run is never written")
+    lab.add_argument("--run-dir", type=Path, default=None, help="the (base) run (default: runs/<profile>)")
+    lab.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+                     help="torch device (default: the profile's common.device, normally auto)")
+    lab.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: 8888 or the next free one)")
+    lab.add_argument("--browser", action=argparse.BooleanOptionalAction, default=False,
+                     help="open the URL in the default web browser (default: --no-browser, the URL is printed)")
+    lab.add_argument("-p", "--param", dest="params", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a parameter in the working copies (recorded in the variant): KEY=VALUE or "
+                          "STAGE.KEY=VALUE; repeatable")
 
     pr = sub.add_parser("predict", help="apply a finished run's models to any video (nothing is retrained)")
     pr.add_argument("inputs", nargs="+", type=Path, metavar="VIDEO_OR_FOLDER",
@@ -85,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "5 s windows beyond 60 s)")
     pr.add_argument("--no-timeline", action="store_true", help="do not draw the PNG timelines")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    cmp = sub.add_parser("compare", help="runs or variants side by side: the parameters that differ, the figures "
+                                         "that changed")
+    cmp.add_argument("runs", nargs="+", metavar="RUN_OR_VARIANT",
+                     help="a run or variant folder, a variant NAME of --run-dir, or `base` (--run-dir itself); a "
+                          "single variant is compared with its base run")
+    cmp.add_argument("--run-dir", type=Path, default=Path("runs/demo"),
+                     help="the base run whose variants NAMEs refer to (default: runs/demo)")
+    cmp.add_argument("--out", type=Path, default=None,
+                     help="write compare.csv, compare.json and the PNG figures into this folder")
     return p
 
 
@@ -131,14 +163,33 @@ def _cmd_run(args) -> int:
         results = pipeline.run_pipeline(
             args.profile, stages=args.stages, run_dir=args.run_dir, device=args.device, data=data, replace=replace,
             executed_dir=args.executed_dir,
-            recompute=args.recompute, overrides=overrides, progress=not args.quiet, workers=args.workers)
+            recompute=args.recompute, overrides=overrides, progress=not args.quiet, workers=args.workers,
+            variant=args.variant, command=_command_line(args.argv) if args.variant else None)
     except pipeline.StageFailed as e:
         if e.results:
-            print(pipeline.format_summary(e.results))
+            print(pipeline.format_summary(e.results, _summary_run_dir(args)))
         print(f"\nemotiw: error: {e}", file=sys.stderr)
         return 1
-    print(pipeline.format_summary(results))
+    print(pipeline.format_summary(results, _summary_run_dir(args)))
     return 0
+
+
+def _summary_run_dir(args) -> Path:
+    """The folder the stages of ``emotiw run`` ran in (a variant's under the base run): where the summary reads
+    the clip statuses and the dataset's warnings."""
+    run_dir = Path(args.run_dir if args.run_dir is not None else paths.default_run_dir(args.profile)).expanduser()
+    if getattr(args, "variant", None):
+        from .variants import variant_dir
+
+        run_dir = variant_dir(run_dir, args.variant)
+    return run_dir
+
+
+def _command_line(argv: list[str] | None) -> str:
+    """The ``emotiw`` command as typed (recorded in a variant)."""
+    import shlex
+
+    return "emotiw " + shlex.join(sys.argv[1:] if argv is None else argv)
 
 
 def _toc_files(toc: Path) -> list[str]:
@@ -228,10 +279,36 @@ def _cmd_predict(args) -> int:
     return 0 if bad < len(preds) else 1
 
 
+def _cmd_lab(args) -> int:
+    from . import lab
+
+    return lab.serve(args.profile, args.variant, run_dir=args.run_dir, overrides=args.params, device=args.device,
+                     port=args.port, browser=args.browser,
+                     command=_command_line(args.argv) if args.variant else None)
+
+
+def _cmd_compare(args) -> int:
+    from . import compare
+
+    try:
+        folders, names = compare.resolve_arguments(args.runs, args.run_dir)
+    except compare.CompareArgumentError as e:
+        for line in e.errors:
+            print(f"emotiw: error: {line}", file=sys.stderr)
+        return 1
+    result = compare.compare_runs(folders, names)
+    print(result.format_text(), end="", flush=True)
+    if args.out is not None:
+        written = result.write(args.out)
+        print(f"compare: {len(written)} files in {args.out}: " + ", ".join(p.name for p in written), file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``emotiw`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         if args.command == "data":
             return _cmd_data_synth(args)
@@ -243,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_stages()
         if args.command == "predict":
             return _cmd_predict(args)
+        if args.command == "compare":
+            return _cmd_compare(args)
+        if args.command == "lab":
+            return _cmd_lab(args)
     except _USER_ERRORS as e:
         print(f"emotiw: error: {e}", file=sys.stderr)
         return 1

@@ -24,9 +24,9 @@ import numpy as np
 
 from emotiw_utils.constants import AFEW_SPLITS, NUM_CLASSES, UNKNOWN_LABEL
 
-__all__ = ["ALIGNMENT_STATUS_KEY", "FALLBACKS", "MODALITIES", "STATUSES", "SplitClips", "Status", "class_prior",
-           "dataset_clips", "face_clips", "fill_missing", "from_records", "probe_statuses", "refill", "require_usable",
-           "status_table", "training_prior", "worst"]
+__all__ = ["ALIGNMENT_STATUS_KEY", "FALLBACKS", "MODALITIES", "STATUSES", "STATUS_COUNTS_KEY", "SplitClips", "Status",
+           "class_prior", "dataset_clips", "face_clips", "fill_missing", "from_records", "probe_statuses", "refill",
+           "require_usable", "status_counts", "status_table", "training_prior", "worst"]
 
 #: The modalities a clip feeds: its faces (stages 01-04), its audio track (05), its motion (06).
 MODALITIES: tuple[str, ...] = ("faces", "audio", "activity")
@@ -139,6 +139,23 @@ def from_records(records: Sequence[Any], splits: Sequence[str] = AFEW_SPLITS,
 
 #: Where stage 01 records every clip's status (its metrics file): split -> clip id -> status.
 ALIGNMENT_STATUS_KEY = "afew_clip_status"
+#: Where a clip-level stage records its clips per split and status (its metrics file): split -> status -> n
+#: (:func:`status_counts`); the run's summary counts the clips that are not ``ok`` from it
+#: (:func:`emotiw_utils.run_summary.clip_status_counts`).
+STATUS_COUNTS_KEY = "clip_status_counts"
+
+
+def status_counts(clips: Mapping[str, SplitClips]) -> dict[str, dict[str, int]]:
+    """JSON-ready split -> status -> number of clips (the statuses that occur, in :data:`STATUSES` order): what a
+    stage writes under :data:`STATUS_COUNTS_KEY`."""
+    order = list(STATUSES)
+    out = {}
+    for split, c in clips.items():
+        names, n = np.unique(np.asarray(c.status).astype(str), return_counts=True)
+        found = dict(zip(names.tolist(), n.tolist()))
+        out[split] = {s: int(found[s]) for s in sorted(found, key=lambda s: (s not in order, order.index(s)
+                                                                               if s in order else 0, s))}
+    return out
 
 
 def face_clips(afew_dir: str | Path, run_dir: str | Path, present: Mapping[str, Any],

@@ -14,22 +14,28 @@ defaults, or papermill warns "Passed unknown parameter"):
   (absolute), ``afew_dir``, ``fer2013_path``, ``tfd_path`` (str or None), ``synthetic`` (bool);
   ``device`` is replaced by the resolved device (``cpu`` or ``cuda``).
 
-Caching: a stage's input hash is the sha256 of its notebook source, its parameters and the
-``input_hash``/``run_id`` of every earlier stage's manifest in the run directory. A stage whose
-manifest is ``ok`` with the same hash, and whose executed notebook is available, is skipped
-(``cached``). Re-running a stage gives it a new ``run_id``, so every later stage runs again.
+Caching: a stage's input hash is the sha256 of its notebook source, its parameters (but ``run_dir``, where the
+run is, not what it computes), the data's fingerprint and the ``input_hash``/``run_id`` of the manifest of every
+stage it reads, directly or through another (:func:`emotiw_utils.stages.depends_on`). A stage whose manifest is
+``ok`` with the same hash, and whose executed notebook is available, is skipped (``cached``). Re-running a stage
+gives it a new ``run_id``, so every stage that reads it runs again; the others stay cached. A stage refuses to
+start while a stage it depends on has failed, or was made from an earlier run of a stage it reads.
+
+Variants (``variant=``, :mod:`emotiw_utils.variants`): the same stages in ``{run_dir}/variants/NAME/``, where a
+stage whose hash equals the base run's is a link to the base's folder (``reused``) and the others run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import shutil
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,19 +207,50 @@ class StageFailed(RuntimeError):
         self.results = results if results is not None else []
 
 
-def format_summary(results: Sequence[StageResult]) -> str:
-    """A plain-text table of the stages of a run with status and wall time."""
-    header = ("stage", "status", "wall time")
-    rows = [(r.name, r.status, _fmt_seconds(r.wall_s)) for r in results]
+def format_summary(results: Sequence[StageResult], run_dir: str | Path | None = None) -> str:
+    """A plain-text table of the stages of a run with status and wall time.
+
+    Given the ``run_dir`` the stages ran in, a column ``clips not ok`` counts, per stage, the clips whose status
+    (:mod:`emotiw_utils.clip_policy`) is not ``ok`` (``2 (1 truncated, 1 no_face)``; empty for a stage that gives
+    clips no status, or that failed), and the dataset's warnings (chapter 00's) follow the table
+    (:mod:`emotiw_utils.run_summary`)."""
+    header: tuple[str, ...] = ("stage", "status", "wall time")
+    rows: list[tuple[str, ...]] = [(r.name, r.status, _fmt_seconds(r.wall_s)) for r in results]
     total = sum(r.wall_s for r in results)
     rows.append(("total", "", _fmt_seconds(total)))
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(3)]
+    warnings: list[str] = []
+    if run_dir is not None:
+        clips = _clips_not_ok(results, Path(run_dir))
+        if any(clips):
+            header += ("clips not ok",)
+            rows = [(*row, c) for row, c in zip(rows, [*clips, ""])]
+        warnings = _dataset_warnings(Path(run_dir))
+    n = len(header)
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(n)]
+    right = {2}  # the wall time
 
     def fmt(row):
-        return f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}"
+        cells = (f"{row[i]:>{widths[i]}}" if i in right else f"{row[i]:<{widths[i]}}" for i in range(n))
+        return "  ".join(cells).rstrip()
 
     sep = "  ".join("-" * w for w in widths)
-    return "\n".join([fmt(header), sep, *(fmt(r) for r in rows[:-1]), sep, fmt(rows[-1])])
+    lines = [fmt(header), sep, *(fmt(r) for r in rows[:-1]), sep, fmt(rows[-1])]
+    if warnings:
+        lines += ["", *(f"warning: {w}" for w in warnings)]
+    return "\n".join(lines)
+
+
+def _clips_not_ok(results: Sequence[StageResult], run_dir: Path) -> list[str]:
+    """Per result, :func:`emotiw_utils.run_summary.describe_not_ok` of its stage in ``run_dir`` ("" if failed)."""
+    from .run_summary import clip_status_counts, describe_not_ok
+
+    return ["" if r.status == "failed" else describe_not_ok(clip_status_counts(run_dir / r.name)) for r in results]
+
+
+def _dataset_warnings(run_dir: Path) -> list[str]:
+    from .run_summary import dataset_warnings
+
+    return dataset_warnings(run_dir)
 
 
 def _fmt_seconds(s: float) -> str:
@@ -241,16 +278,43 @@ def _read_manifest_quiet(sdir: Path) -> dict | None:
 
 
 def _upstream(run_dir: Path, stage: Stage) -> list[dict]:
-    """``{stage, input_hash, run_id, status}`` of every earlier stage that has a manifest in ``run_dir``."""
+    """``{stage, input_hash, run_id, status}`` of every stage ``stage`` reads, directly or not
+    (:func:`emotiw_utils.stages.depends_on`), that has a manifest in ``run_dir``. Stages it does not read are
+    left out, so a change elsewhere (a variant's IRNN) does not re-run it (the audio model)."""
     out = []
-    for s in registry.STAGES:
-        if s.name == stage.name:
-            break
-        m = _read_manifest_quiet(run_dir / s.name)
+    for name in registry.depends_on(stage):
+        m = _read_manifest_quiet(run_dir / name)
         if m is not None:
-            out.append({"stage": s.name, "input_hash": m.get("input_hash"), "run_id": m.get("run_id"),
+            out.append({"stage": name, "input_hash": m.get("input_hash"), "run_id": m.get("run_id"),
                         "status": m.get("status")})
     return out
+
+
+#: Parameters that say where a run is, not what it computes: left out of the input hash, so that a variant's
+#: stage with the base run's notebook, parameters and inputs has the base's hash (and is linked, not re-run).
+LOCATION_PARAMETERS: tuple[str, ...] = ("run_dir",)
+
+
+def stage_call_parameters(params: Mapping[str, Any], stage: Stage, data: DataPaths | None, run_dir: str | Path,
+                          device: str | None) -> dict:
+    """The parameters papermill gives ``stage``: the profile's (:func:`emotiw_utils.profiles.stage_parameters`),
+    the datasets (``data``; None: left out) and the injected ``stage``, ``run_dir``, ``device``."""
+    sp = profiles.stage_parameters(params, stage.name)
+    if data is not None:
+        sp.update(data.as_parameters())
+    sp.update(stage=stage.name, run_dir=str(run_dir), device=device)
+    return sp
+
+
+def stage_input_hash(stage: Stage, parameters: Mapping[str, Any], data_fingerprint: str, run_dir: str | Path,
+                     source: bytes | None = None) -> tuple[str, list[dict]]:
+    """``(input hash, upstream)`` of ``stage`` run with ``parameters`` in ``run_dir``: its notebook source, its
+    parameters but the location (:data:`LOCATION_PARAMETERS`), the data's fingerprint and the identities of the
+    stages it reads in ``run_dir`` (:func:`compute_input_hash`)."""
+    source = stage.source.read_bytes() if source is None else source
+    upstream = _upstream(Path(run_dir), stage)
+    hashed = {k: v for k, v in parameters.items() if k not in LOCATION_PARAMETERS}
+    return compute_input_hash(source, {**hashed, "_data_fingerprint": data_fingerprint}, upstream), upstream
 
 
 def compute_input_hash(source: bytes, parameters: Mapping[str, Any], upstream: Sequence[Mapping[str, Any]]) -> str:
@@ -269,6 +333,8 @@ def _restore_cached(manifest: dict | None, input_hash: str, sdir: Path, executed
     """True if the stage can be skipped; restores ``executed`` from the stage's copy when needed."""
     if not manifest or manifest.get("status") != "ok" or manifest.get("input_hash") != input_hash:
         return False
+    if manifest.get("executed_by") == "jupyterlab":  # run from a working copy: its outputs stayed in the browser
+        return True
     want = manifest.get("executed_sha256")
     if executed.is_file() and (want is None or _sha256_file(executed) == want):
         return True
@@ -317,8 +383,60 @@ def _kernel_manager_class():
 
                 return "auto" if zmq.has("curve") else "disabled"
 
+            async def _async_interrupt_kernel(self):
+                # jupyter_client's shutdown_kernel sends the kernel SIGINT, then at once the shutdown request.
+                # An idle kernel still finishing its last reply logged "[IPKernelApp] ERROR | KeyboardInterrupt
+                # caught in kernel" into the terminal (a successful run); one running a cell (the run interrupted
+                # by Ctrl-C) failed to send the interrupted cell's reply on the socket the shutdown had closed
+                # ("ZMQError: Socket operation on non-socket", a traceback). At shutdown: _quiesce instead.
+                if self.shutting_down:
+                    await _quiesce(self)
+                    return
+                await super()._async_interrupt_kernel()
+
         _KM_CLASS = ThisPythonKernelManager
     return _KM_CLASS
+
+
+#: Seconds a kernel at shutdown has to answer before it is taken as busy (running a cell), then, interrupted,
+#: to end that cell and answer (it is then asked to shut down either way; jupyter_client terminates it if it
+#: does not).
+_IDLE_PROBE_S, _INTERRUPT_GRACE_S = 0.5, 5.0
+
+
+async def _quiesce(km) -> None:
+    """Bring the kernel of ``km`` to idle before it is asked to shut down: a kernel that answers a
+    ``kernel_info`` request at once is idle and gets no SIGINT; a busy one (a cell running: the run was
+    interrupted) gets SIGINT, and the shutdown waits until it has answered (its shell handles requests in
+    order, so the interrupted cell has ended and its reply has been sent)."""
+    import asyncio
+    import signal
+
+    kc = km.client()
+    try:
+        kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+        msg_id = kc.kernel_info()
+
+        async def answered(timeout: float) -> bool:
+            loop = asyncio.get_running_loop()
+            end = loop.time() + timeout
+            while (left := end - loop.time()) > 0:
+                try:
+                    msg = await kc.shell_channel.get_msg(timeout=left)
+                except Exception:  # noqa: BLE001 (queue.Empty on a timeout; a closed socket: give up)
+                    return False
+                if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                    return True
+            return False
+
+        if not await answered(_IDLE_PROBE_S):
+            await km._async_signal_kernel(signal.SIGINT)
+            await answered(_INTERRUPT_GRACE_S)
+    except Exception:  # noqa: BLE001 (a kernel already gone: the shutdown that follows deals with it)
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            kc.stop_channels()
 
 
 def _has_parameters_cell(nb) -> bool:
@@ -410,12 +528,46 @@ def _execute(stage: Stage, nb, parameters: dict, executed: Path, progress: bool,
     )
 
 
+#: errno values of a full disk (ENOSPC) or an exhausted quota (EDQUOT), reported as "no space left on device".
+_DISK_FULL = tuple(getattr(errno, n) for n in ("ENOSPC", "EDQUOT") if hasattr(errno, n))
+
+
+def _disk_full(exc: BaseException) -> str | None:
+    """The file the runner could not write because the disk is full (``exc`` or an exception it was raised from,
+    an OSError whose errno says so; ``"(a file it does not name)"`` without a filename), or None."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _DISK_FULL:
+            return str(e.filename) if e.filename else "(a file it does not name)"
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _cell_disk_full(ename: str | None, evalue: str) -> str | None:
+    """``no space left on device: could not write FILE`` for a cell's OSError of a full disk (its ``evalue``:
+    ``[Errno 28] No space left on device: 'FILE'``), or None."""
+    import re
+
+    m = re.match(r"\[Errno (\d+)\][^:]*(?::\s*'(.*?)')?", evalue or "")
+    if not m or int(m.group(1)) not in _DISK_FULL or not ename:
+        return None
+    return "no space left on device: could not write " + (m.group(2) or "(the file is named in the traceback)")
+
+
 def _failure(stage: Stage, exc: BaseException, src_nb, executed: Path) -> StageFailed:
     """Build the StageFailed describing ``exc`` raised while executing ``stage``."""
     try:
         from papermill.exceptions import PapermillExecutionError
     except ImportError:  # pragma: no cover
         PapermillExecutionError = ()  # type: ignore[assignment]  # noqa: N806
+    full = _disk_full(exc)
+    if full is not None:  # the runner (papermill) could not write a file: no cell of the notebook is at fault
+        msg = (f"stage {stage.name} failed (notebook {_rel(stage.source)}): no space left on device: could not "
+               f"write {full}")
+        return StageFailed(msg, stage=stage.name, notebook=stage.notebook, ename=type(exc).__name__,
+                           evalue=str(exc), executed_path=executed if Path(full) != executed else None)
     if isinstance(exc, PapermillExecutionError):
         cell_source, ename, evalue = exc.source, exc.ename, exc.evalue
         idx = exc.cell_index
@@ -430,33 +582,70 @@ def _failure(stage: Stage, exc: BaseException, src_nb, executed: Path) -> StageF
     evalue_s = str(evalue or "").strip()
     if len(evalue_s) > 2000:
         evalue_s = evalue_s[:2000] + " ..."
+    cell_full = _cell_disk_full(ename, evalue_s)
     msg = (f"stage {stage.name} failed (notebook {_rel(stage.source)})\n"
            f"failing cell: {where}" + (f" (executed cell {idx})" if idx is not None else "") + "\n"
            f"{_excerpt(cell_source)}\n"
            f"error: {ename}: {evalue_s}\n"
-           f"full traceback in the executed notebook: {executed}")
+           + (f"{cell_full}\n" if cell_full else "")
+           + f"full traceback in the executed notebook: {executed}")
     return StageFailed(msg, stage=stage.name, notebook=stage.notebook, cell_index=idx, cell_source=cell_source,
                        ename=ename, evalue=evalue_s, executed_path=executed)
 
 
-def _upstream_refusal(stage: Stage, run_dir: Path, profile: str) -> str | None:
-    """Why ``stage`` must not start (a stage it reads has no successful run in ``run_dir``), or None."""
-    for name in stage.reads:
-        m = _read_manifest_quiet(run_dir / name)
-        if m is not None and m.get("status") == "ok":
+def _upstream_refusal(stage: Stage, run_dir: Path, profile: str,
+                      again: Callable[[str], str] | None = None) -> str | None:
+    """Why ``stage`` must not start, or None: a stage it reads, directly or through another
+    (:func:`emotiw_utils.stages.depends_on`), has no successful run in ``run_dir``, or was made from an earlier
+    run of a stage it reads (that stage ran again, or failed, since). ``again(name)`` is the command that runs
+    stage ``name`` (default: ``emotiw run --profile PROFILE [--run-dir RUN_DIR] --stages NAME``)."""
+    if again is None:
+        from .variants import base_command
+
+        def again(name: str) -> str:
+            return base_command(profile, run_dir, name)
+    needed = registry.depends_on(stage)
+    manifests = {name: _read_manifest_quiet(run_dir / name) for name in needed}
+    for name in needed:
+        m = manifests[name]
+        if m is None or m.get("status") != "ok":
+            state = "has not run" if m is None else "failed" if m.get("status") == "failed" else "did not finish"
+            how = "reads" if name in stage.reads else "depends on"
+            return f"stage {stage.name} {how} {name}, which {state} in {run_dir}; run it first: {again(name)}"
+    for name in needed:
+        if "upstream" not in manifests[name]:  # not written by the runner: nothing to check against
             continue
-        state = "has not run" if m is None else "failed" if m.get("status") == "failed" else "did not finish"
-        where = "" if run_dir == paths.default_run_dir(profile).resolve() else f" --run-dir {run_dir}"
-        return (f"stage {stage.name} reads {name}, which {state} in {run_dir}; run it first: "
-                f"emotiw run --profile {profile}{where} --stages {name}")
+        made_from = {u.get("stage"): u.get("run_id") for u in manifests[name]["upstream"]}
+        for dep in registry.get(name).reads:
+            if made_from.get(dep) != manifests[dep].get("run_id"):
+                return (f"stage {stage.name} depends on {name}, which was made from an earlier run of {dep} "
+                        f"({dep} ran again since); run it again first: {again(name)}")
     return None
+
+
+def _variant_input_refusal(stage: Stage, base_dir: Path, vdir: Path, variant: str, profile: str,
+                           overrides: Mapping[str, Any]) -> str:
+    """Why variant ``variant`` cannot use ``stage``, a stage a selected one reads: the base run lacks it (the
+    command that builds it there), or the variant changes it and has not run it (the command that does)."""
+    from . import variants as variants_mod
+
+    m = _read_manifest_quiet(base_dir / stage.name)
+    touched = [k for k in overrides if k.split(".", 1)[0] == stage.name or "." not in k]
+    own = [d for d in registry.depends_on(stage) if (vdir / d).exists() and not (vdir / d).is_symlink()]
+    if (m is None or m.get("status") != "ok") and not touched and not own:
+        state = "has not run" if m is None else "failed" if m.get("status") == "failed" else "did not finish"
+        return (f"variant {variant} reuses {stage.name} of the base run {base_dir}, which {state} there; build it "
+                f"first: {variants_mod.base_command(profile, base_dir, stage.name)}")
+    return (f"variant {variant} changes {stage.name} (its parameters, notebook or inputs differ from the base "
+            f"run's) and has not run it; run it: {variants_mod.variant_command(profile, base_dir, variant, stage.name)}")
 
 
 def run_pipeline(profile: str, stages: Iterable[str] | None = None, run_dir: str | Path | None = None,
                  device: str | None = None, data: DataPaths | None = None, recompute: bool = False,
                  overrides: Mapping[str, Any] | Iterable[str] | None = None, progress: bool = True,
                  executed_dir: str | Path | None = None, workers: int | None = None,
-                 timeout: int | None = None, replace: Mapping[str, str | Path] | None = None) -> list[StageResult]:
+                 timeout: int | None = None, replace: Mapping[str, str | Path] | None = None,
+                 variant: str | None = None, command: str | None = None) -> list[StageResult]:
     """Execute the selected stages of ``profile`` in order; return one StageResult per stage.
 
     ``stages``: names or prefixes (default: every stage whose notebook exists). ``run_dir``: default
@@ -467,42 +656,78 @@ def run_pipeline(profile: str, stages: Iterable[str] | None = None, run_dir: str
     or a flat dict (:func:`emotiw_utils.profiles.parse_overrides`). ``executed_dir``: where executed
     notebooks go (default ``book/executed``). ``timeout``: per-cell limit in seconds (default none).
 
+    ``variant``: run variant ``variant`` of the run in ``run_dir`` instead (:mod:`emotiw_utils.variants`): in
+    ``{run_dir}/variants/{variant}/``, with its recorded overrides and then ``overrides``; every stage the
+    selected ones depend on whose notebook, parameters and inputs equal the base run's is linked to it
+    (status ``reused``), the others run in the variant; the base run is never written. ``executed_dir`` then
+    defaults to the variant's ``executed/``. ``command``: the command line recorded in the variant.
+
     Raises StageFailed (with ``.results``) when a notebook fails; ValueError / FileNotFoundError /
     RuntimeError for bad arguments before anything runs.
     """
-    params = profiles.load_params(profile, overrides)
+    from . import variants as variants_mod
+
+    if overrides is not None and not isinstance(overrides, Mapping):
+        overrides = profiles.parse_overrides(list(overrides))
     selected = select_stages(stages)
+    run_dir = Path(run_dir if run_dir is not None else paths.default_run_dir(profile)).expanduser().resolve()
+    base_dir = run_dir
+    if variant is not None:
+        run_dir, record = variants_mod.open_variant(base_dir, variant, profile, overrides, command)
+        overrides = record["overrides"]
+        if executed_dir is None:
+            executed_dir = run_dir / variants_mod.EXECUTED_SUBDIR
+    params = profiles.load_params(profile, overrides)
     common = params["common"]
     dev = resolve_device(device if device is not None else common.get("device", "auto"))
     data = resolve_data(profile, int(common["seed"]), data, workers=workers, progress=progress, replace=replace)
-    run_dir = Path(run_dir if run_dir is not None else paths.default_run_dir(profile)).expanduser().resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     executed_dir = Path(executed_dir if executed_dir is not None else paths.EXECUTED_DIR).expanduser().resolve()
     executed_dir.mkdir(parents=True, exist_ok=True)
     dev_desc = device_description(dev)
     data_fp = data.fingerprint()
+    if variant is None:
+        def again(name: str) -> str:
+            return variants_mod.base_command(profile, run_dir, name)
+        todo = selected
+    else:
+        def again(name: str) -> str:
+            return variants_mod.variant_command(profile, base_dir, variant, name)
+        # A variant also walks the stages the selected ones read, to link those it shares with the base.
+        wanted = {s.name for s in selected} | {d for s in selected for d in registry.depends_on(s)}
+        todo = [s for s in registry.STAGES if s.name in wanted]
+    chosen = {s.name for s in selected}
 
     import jupytext
 
     results: list[StageResult] = []
-    for stage in selected:
-        sp = profiles.stage_parameters(params, stage.name)
-        sp.update(data.as_parameters())
-        sp.update(stage=stage.name, run_dir=str(run_dir), device=dev)
-        source = stage.source.read_bytes()
-        upstream = _upstream(run_dir, stage)
-        input_hash = compute_input_hash(source, {**sp, "_data_fingerprint": data_fp}, upstream)
-        sdir = artifacts.stage_dir(run_dir, stage.name)
+    for stage in todo:
+        if not stage.exists:
+            raise ValueError(f"stage {stage.name}: notebook {stage.notebook} does not exist")
+        sp = stage_call_parameters(params, stage, data, run_dir, dev)
+        input_hash, upstream = stage_input_hash(stage, sp, data_fp, run_dir)
+        sdir = run_dir / stage.name
         executed = executed_dir / f"{stage.name}.ipynb"
-        if not recompute and _restore_cached(_read_manifest_quiet(sdir), input_hash, sdir, executed):
+        if variant is not None and not (recompute and stage.name in chosen) and \
+                variants_mod.reuse_base_stage(base_dir, run_dir, stage.name, input_hash):
+            results.append(StageResult(stage.name, "reused", 0.0, sdir / EXECUTED_COPY))
+            if progress:
+                print(f"[{stage.name}] reused from the base run (unchanged)", file=sys.stderr, flush=True)
+            continue
+        if not (recompute and stage.name in chosen) and \
+                _restore_cached(_read_manifest_quiet(sdir), input_hash, sdir, executed):
             results.append(StageResult(stage.name, "cached", 0.0, executed))
             if progress:
                 print(f"[{stage.name}] cached (inputs unchanged)", file=sys.stderr, flush=True)
             continue
-        refusal = _upstream_refusal(stage, run_dir, profile)
+        refusal = None
+        if stage.name not in chosen:  # a variant's input that it can neither reuse nor has made itself
+            refusal = _variant_input_refusal(stage, base_dir, run_dir, variant, profile, overrides or {})
+        refusal = refusal or _upstream_refusal(stage, run_dir, profile, again)
         if refusal is not None:
             results.append(StageResult(stage.name, "failed", 0.0, None, refusal))
             raise StageFailed(refusal, stage=stage.name, notebook=stage.notebook, results=results)
+        variants_mod.detach(sdir)  # a link to another run's stage is removed, never written through
 
         if progress:
             print(f"[{stage.name}] running {stage.notebook} on {dev}", file=sys.stderr, flush=True)

@@ -24,6 +24,13 @@ Overrides are ``KEY=VALUE`` strings (CLI ``-p``), values parsed as YAML (``-p 03
 ``KEY`` is one of that stage's keys or a ``common`` key); a plain ``KEY=VALUE`` sets that key wherever
 the base defines it (in ``common`` and in every stage section that has it). ``profile`` is chosen by
 name, never overridden.
+
+Types: every value a profile file or an override sets must have the type of its default in the base
+(:func:`type_error`): an int default takes an int (not a bool), a float default an int or a float, a bool
+default a bool, a str default a str, a list default a list (whose elements have the type the default's
+elements share, if they share one), a mapping default a mapping, a None default (unset) anything; None is
+taken only where the default is None or :data:`ALSO_ACCEPTS` says so (``select_split``: a retraining chain
+selects nothing). A mismatch is refused in one line naming the key, the value and the expected type.
 """
 
 from __future__ import annotations
@@ -54,6 +61,79 @@ BASE = "base"
 _SECTIONS = ("common", "stages")
 #: Top-level key of a profile file naming the profile it builds on (applied first; the base cannot extend).
 EXTENDS = "extends"
+
+
+#: Parameters that take more than the type of their default (by key, in whichever section): None where a
+#: non-null default has a meaning for None (``select_split``: a retraining chain selects nothing, paper 6.3;
+#: ``max_audio_seconds``: no bound), a float where the default is an int (seconds), a bool beside ``auto``.
+ALSO_ACCEPTS: dict[str, tuple[str, ...]] = {
+    "select_split": ("None",),
+    "max_audio_seconds": ("None", "float"),
+    "amp": ("bool",),
+}
+_KIND_NAMES = {"bool": "a bool (true or false)", "int": "an int", "float": "a number", "str": "a string",
+               "list": "a list", "dict": "a mapping", "None": "null"}
+_PLURALS = {"bool": "bools", "int": "ints", "float": "numbers", "str": "strings", "list": "lists", "dict": "mappings"}
+
+
+def _kind(value: Any) -> str:
+    """The kind of a parameter value: bool, int, float, str, list, dict, None (or the Python type's name)."""
+    if value is None:
+        return "None"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, Mapping):
+        return "dict"
+    return type(value).__name__
+
+
+def _describe(value: Any) -> str:
+    kind = _kind(value)
+    return "a float" if kind == "float" else _KIND_NAMES.get(kind, f"a {kind}")
+
+
+def _fits(value: Any, kind: str) -> bool:
+    """True if ``value`` is acceptable where the default is of ``kind`` (an int is a float, a bool no int)."""
+    got = _kind(value)
+    return got == kind or (kind == "float" and got == "int")
+
+
+def _element_kind(default: list) -> str | None:
+    """The kind every element of a list default shares (ints and floats mixed: float), or None (empty, mixed)."""
+    kinds = {_kind(v) for v in default}
+    if kinds == {"int", "float"}:
+        return "float"
+    return kinds.pop() if len(kinds) == 1 else None
+
+
+def type_error(key: str, value: Any, default: Any) -> str | None:
+    """Why ``value`` cannot replace the base default ``default`` of parameter ``key`` (``STAGE.KEY`` or a common
+    key), as one line, or None when it can (the rules: module docstring)."""
+    if default is None:
+        return None
+    kind = _kind(default)
+    allowed = [kind, *ALSO_ACCEPTS.get(key.rsplit(".", 1)[-1], ())]
+    if any(_fits(value, k) for k in allowed):
+        if kind != "list" or _kind(value) != "list":
+            return None
+        elem = _element_kind(default)
+        bad = [v for v in value if elem is not None and not _fits(v, elem)]
+        if not bad:
+            return None
+        return (f"parameter {key}: {value!r} holds {bad[0]!r} ({_describe(bad[0])}); "
+                f"expected a list of {_PLURALS.get(elem, elem)} like its default {default!r} "
+                f"(params/{BASE}.yaml)")
+    expected = " or ".join(_KIND_NAMES.get(k, k) for k in allowed)
+    return (f"parameter {key}: {value!r} is {_describe(value)}; expected {expected} "
+            f"like its default {default!r} (params/{BASE}.yaml)")
 
 
 class _Loader(yaml.SafeLoader):
@@ -171,16 +251,20 @@ def _read_base(path: Path) -> tuple[dict, dict]:
     return common, sections
 
 
-def _apply_profile_file(common: dict, sections: dict, path: Path, seen: tuple[Path, ...] = ()) -> None:
+def _apply_profile_file(common: dict, sections: dict, path: Path, seen: tuple[Path, ...] = (),
+                        defaults: tuple[dict, dict] | None = None) -> None:
     """Replace base values by those of the profile file at ``path`` (after those of the profile it extends);
-    unknown keys are refused."""
+    unknown keys and values of another type than the default's (``defaults``: the base's ``(common,
+    sections)``, by default those passed in) are refused."""
+    if defaults is None:
+        defaults = copy.deepcopy((common, sections))
     p_common, p_sections, extends = _read_sections(path)
     if extends is not None:
         parent = path.with_name(f"{extends}.yaml")
         if parent in seen + (path,):
             chain = " -> ".join(p.stem for p in seen + (path, parent))
             raise ValueError(f"{path}: profiles extend each other in a cycle: {chain}")
-        _apply_profile_file(common, sections, parent, seen + (path,))
+        _apply_profile_file(common, sections, parent, seen + (path,), defaults)
     base_common = [k for k in common if k != "profile"]
     for where, known, overlay in [("common", base_common, p_common),
                                   *((f"stages.{s}", list(sections.get(s, {})), v) for s, v in p_sections.items())]:
@@ -189,6 +273,13 @@ def _apply_profile_file(common: dict, sections: dict, path: Path, seen: tuple[Pa
             hint = " (common.profile is the file's name; do not set it)" if "profile" in unknown else ""
             raise ValueError(f"{path}: unknown parameters {unknown} in {where}{hint}; known keys of {where} "
                              f"(params/{BASE}.yaml): {_known(known)}")
+    base_common, base_sections = defaults
+    for where, base, overlay in [("", base_common, p_common),
+                                 *((f"{s}.", base_sections.get(s, {}), v) for s, v in p_sections.items())]:
+        for k, v in overlay.items():
+            err = type_error(where + k, v, base.get(k))
+            if err is not None:
+                raise ValueError(f"{path}: {err}")
     common.update(copy.deepcopy(p_common))
     for s, v in p_sections.items():
         sections.setdefault(s, {}).update(copy.deepcopy(v))
@@ -209,23 +300,33 @@ def load_params(profile: str, overrides: Mapping[str, Any] | Iterable[str] | Non
     path = params_path(profile, params_dir)
     base = base_path(params_dir)
     base_common, sections = _read_base(base)
+    defaults = copy.deepcopy((base_common, sections))
     common = {"profile": profile, **copy.deepcopy(base_common)}
     sections = copy.deepcopy(sections)
-    _apply_profile_file(common, sections, path)
+    _apply_profile_file(common, sections, path, defaults=defaults)
     params = {"profile": profile, "file": str(path), "base": str(base), "common": common, "stages": sections}
     if overrides is not None and not isinstance(overrides, Mapping):
         overrides = parse_overrides(list(overrides))
     items = list((overrides or {}).items())
     # Plain KEY=VALUE first, then STAGE.KEY=VALUE, so the more specific override wins.
     for key, value in sorted(items, key=lambda kv: "." in kv[0]):
-        _apply_override(params, key, value, base)
+        _apply_override(params, key, value, base, defaults)
     return params
 
 
-def _apply_override(params: dict, key: str, value: Any, base: Path) -> None:
+def _check_override(key: str, value: Any, default: Any, plain: str | None = None) -> None:
+    err = type_error(key, value, default)
+    if err is not None:
+        hint = (f" (the plain override {plain}=... sets every stage defining {plain}; STAGE.{plain}=VALUE sets "
+                "one stage's)") if plain is not None and "." in key else ""
+        raise ValueError(f"override {err}{hint}")
+
+
+def _apply_override(params: dict, key: str, value: Any, base: Path, defaults: tuple[dict, dict]) -> None:
     if key.rsplit(".", 1)[-1] == "profile":
         raise ValueError(f"override {key!r}: the profile is chosen by name (--profile), not overridden")
     common = params["common"]
+    base_common, base_sections = defaults
     if "." in key:
         stage, sub = key.split(".", 1)
         stage = _resolve_stage(stage)
@@ -234,14 +335,18 @@ def _apply_override(params: dict, key: str, value: Any, base: Path) -> None:
             known = [k for k in (*common, *section) if k != "profile"]
             raise ValueError(f"unknown parameter {sub!r} of stage {stage} (override {key!r}); known keys of "
                              f"{stage} (common and its own, {base}): {_known(known)}")
+        own = base_sections.get(stage, {})
+        _check_override(f"{stage}.{sub}", value, own[sub] if sub in own else base_common.get(sub))
         params["stages"].setdefault(stage, {})[sub] = value
         return
     hit = False
     if key in common:
+        _check_override(key, value, base_common.get(key))
         common[key] = value
         hit = True
-    for section in params["stages"].values():
+    for name, section in params["stages"].items():
         if key in section:
+            _check_override(f"{name}.{key}", value, base_sections.get(name, {}).get(key), plain=key)
             section[key] = value
             hit = True
     if not hit:

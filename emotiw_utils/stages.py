@@ -28,7 +28,7 @@ from . import paths
 __all__ = [
     "ACTIVITY", "ALIGNMENT", "AUDIO", "Artifact", "CLIP_PROBS", "CNN", "DATASETS", "EXECUTED_COPY",
     "FUSION", "FUSION_FEATURES", "IRNN", "KAVG", "MANIFEST", "METRICS", "OWN_VIDEOS", "RESULTS", "SEARCH", "STAGES",
-    "STAGE_NAMES", "SUBMISSIONS", "Stage", "get", "modality_stages", "resolve_stage_name",
+    "STAGE_NAMES", "SUBMISSIONS", "Stage", "depends_on", "get", "modality_stages", "resolve_stage_name",
 ]
 
 #: Files every stage writes in its folder ``{run_dir}/{stage}/``.
@@ -249,6 +249,22 @@ def get(name: str) -> Stage:
     """The stage called ``name`` (or a unique prefix of it)."""
     name = resolve_stage_name(name)
     return next(s for s in STAGES if s.name == name)
+
+
+def depends_on(stage: Stage | str) -> tuple[str, ...]:
+    """Every stage whose artifacts ``stage`` reads, directly or through another stage, in execution order
+    (``03_irnn`` -> ``("01_alignment", "02_cnn")``): what its input hash covers and what must be current before it
+    runs."""
+    st = stage if isinstance(stage, Stage) else get(stage)
+    by_name = {s.name: s for s in STAGES}
+    seen: set[str] = set()
+    todo = list(st.reads)
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(by_name[name].reads)
+    return tuple(s.name for s in STAGES if s.name in seen)
 
 
 def modality_stages() -> dict[str, Stage]:

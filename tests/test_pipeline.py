@@ -100,7 +100,7 @@ def pipe(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setattr(stages, "STAGES", [
         stages.Stage("00_a", str(nbdir / "a.md"), "A"),
-        stages.Stage("01_b", str(nbdir / "b.md"), "B"),
+        stages.Stage("01_b", str(nbdir / "b.md"), "B", reads=("00_a",)),
         stages.Stage("02_fail", str(nbdir / "fail.md"), "Fails"),
         stages.Stage("03_missing", str(nbdir / "missing.md"), "Not written yet"),
     ])

@@ -182,3 +182,116 @@ def test_realfer_is_demo_with_its_own_cnn_recipe():
         if stage != "02_cnn":
             assert realfer["stages"][stage] == demo["stages"][stage], stage
     assert realfer["stages"]["02_cnn"] != demo["stages"]["02_cnn"]
+
+
+# ---- types: a value must have the type of its default in base.yaml (issue 22) ------------------------------
+
+TYPED_BASE = """
+common:
+  seed: 0
+  device: auto
+stages:
+  02_cnn:
+    epochs: 40
+    lr: 0.05
+    amp: auto
+    standardise: true
+    usages: [Training]
+    recipes: []
+    Cs: [0.1, 1, 3]
+    gammas: [scale, 0.01]
+    stride: [5, 16, 16]
+    select_split: Val
+    fixed: null
+    units: {a: 1}
+  05_audio:
+    max_audio_seconds: 60
+"""
+
+
+@pytest.fixture
+def tdir(tmp_path):
+    (tmp_path / "base.yaml").write_text(TYPED_BASE)
+    (tmp_path / "demo.yaml").write_text("")
+    return tmp_path
+
+
+@pytest.mark.parametrize("override", [
+    "02.epochs=3", "02.lr=1", "02.lr=1e-3", "02.amp=false", "02.amp=auto", "02.standardise=false",
+    "02.usages=[Training, PublicTest]", "02.usages=[]", "02.recipes=[{amp: false}, 3]", "02.Cs=[2, 0.5]",
+    "02.gammas=[0.1]", "02.stride=[1, 2]", "02.select_split=null", "02.select_split=Train", "02.fixed=7",
+    "02.fixed={original: 3}", "02.fixed=[1]", "02.units={b: 2}", "05.max_audio_seconds=null",
+    "05.max_audio_seconds=12.5", "seed=3", "device=cuda", "05.seed=2",
+])
+def test_values_of_the_default_type_accepted(tdir, override):
+    profiles.load_params("demo", [override], params_dir=tdir)
+
+
+@pytest.mark.parametrize("override, msg", [
+    ("02_cnn.epochs=abc", r"^override parameter 02_cnn\.epochs: 'abc' is a string; expected an int like its "
+                          r"default 40 \(params/base\.yaml\)$"),
+    ("02.epochs=2.5", r"02_cnn\.epochs: 2\.5 is a float; expected an int"),
+    ("02.epochs=true", r"02_cnn\.epochs: True is a bool .*; expected an int"),
+    ("02.epochs=null", r"02_cnn\.epochs: None is null; expected an int"),
+    ("02.lr=fast", r"02_cnn\.lr: 'fast' is a string; expected a number"),
+    ("02.lr=true", r"02_cnn\.lr: True is a bool"),
+    ("02.amp=1", r"02_cnn\.amp: 1 is an int; expected a string or a bool"),
+    ("02.standardise=1", r"02_cnn\.standardise: 1 is an int; expected a bool"),
+    ("02.standardise=yes please", r"02_cnn\.standardise: 'yes please' is a string; expected a bool"),
+    ("02.usages=Training", r"02_cnn\.usages: 'Training' is a string; expected a list"),
+    ("02.usages=[1]", r"02_cnn\.usages: \[1\] holds 1 \(an int\); expected a list of strings"),
+    ("02.Cs=[1, x]", r"02_cnn\.Cs: \[1, 'x'\] holds 'x' \(a string\); expected a list of numbers"),
+    ("02.stride=[1, 2.5]", r"02_cnn\.stride: \[1, 2\.5\] holds 2\.5 \(a float\); expected a list of ints"),
+    ("02.select_split=3", r"02_cnn\.select_split: 3 is an int; expected a string or null"),
+    ("02.units=3", r"02_cnn\.units: 3 is an int; expected a mapping"),
+    ("05.max_audio_seconds=long", r"05_audio\.max_audio_seconds: 'long' is a string; expected an int or null or a "
+                                  r"number"),
+    ("seed=x", r"^override parameter seed: 'x' is a string; expected an int"),
+    ("05.seed=x", r"^override parameter 05_audio\.seed: 'x' is a string; expected an int"),
+    ("device=null", r"parameter device: None is null; expected a string"),
+])
+def test_values_of_another_type_refused_in_one_line(tdir, override, msg):
+    with pytest.raises(ValueError, match=msg) as e:
+        profiles.load_params("demo", [override], params_dir=tdir)
+    assert "\n" not in str(e.value)
+
+
+def test_plain_override_names_the_stage_whose_default_differs(pdir):
+    (pdir / "base.yaml").write_text(BASE + "  07_fusion:\n    epochs: {original: 1, stable: 2}\n")
+    with pytest.raises(ValueError, match=r"07_fusion\.epochs: 5 is an int; expected a mapping .*STAGE\.epochs=VALUE"):
+        profiles.load_params("demo", ["epochs=5"], params_dir=pdir)
+    assert profiles.load_params("demo", ["03.epochs=5"], params_dir=pdir)["stages"]["03_irnn"]["epochs"] == 5
+
+
+def test_profile_file_values_are_checked_too(tdir):
+    (tdir / "demo.yaml").write_text("stages:\n  02_cnn:\n    epochs: forty\n")
+    with pytest.raises(ValueError, match=r"demo\.yaml: parameter 02_cnn\.epochs: 'forty' is a string; expected an int"):
+        profiles.load_params("demo", params_dir=tdir)
+    # against the base's default, not the value of the profile it extends
+    (tdir / "demo.yaml").write_text("stages:\n  02_cnn:\n    fixed: 3\n")
+    (tdir / "child.yaml").write_text("extends: demo\nstages:\n  02_cnn:\n    fixed: {original: 3}\n")
+    common, sections = profiles._read_base(tdir / "base.yaml")
+    profiles._apply_profile_file(common, sections, tdir / "child.yaml")
+    assert sections["02_cnn"]["fixed"] == {"original": 3}
+    (tdir / "child.yaml").write_text("extends: demo\ncommon:\n  seed: '1'\n")
+    with pytest.raises(ValueError, match=r"child\.yaml: parameter seed: '1' is a string"):
+        profiles._apply_profile_file(*profiles._read_base(tdir / "base.yaml"), tdir / "child.yaml")
+
+
+@pytest.mark.parametrize("profile", profiles.PROFILES)
+def test_shipped_values_and_chain_resets_pass_the_type_check(profile):
+    """Every shipped profile's values, and what a submission's chain sets (its chosen hyperparameters reset to
+    None, a retraining chain's select_split None, the values it copies from manifests), pass the check."""
+    from emotiw_utils import submissions
+
+    params = profiles.load_params(profile)
+    over = {}
+    for stage in submissions.CHAIN:
+        over.update({f"{stage}.{k}": v for k, v in params["stages"][stage].items()})
+        over.update({f"{stage}.{key}": None for key in submissions._chosen(stage)})
+        over[f"{stage}.select_split"] = None
+    profiles.load_params(profile, over)
+    profiles.load_params(profile, {"03_irnn.fixed_epochs": 7, "04_kavg_svm.svm_C": 3.0,
+                                   "04_kavg_svm.svm_gamma": "scale",
+                                   "05_audio.n_components": 20, "07_fusion.fixed_epochs": {"original": 3, "stable": 4},
+                                   "08_random_search.fixed_weights": {"modalities": ["rnn"], "weights": [[1.0]]}})

@@ -64,6 +64,7 @@ __all__ = [
     "example_clips",
     "iter_clips",
     "keypoints_path_for",
+    "layout_warnings",
     "load_clip",
     "probe_split",
     "read_keypoints",
@@ -203,14 +204,25 @@ def scan_afew(root: str | Path, splits: Sequence[str] = AFEW_SPLITS) -> list[Cli
     return records
 
 
-def _warn_unknown_folders(root: Path) -> None:
-    """Warn about a folder beside the splits that is not one (a misspelt ``Vall`` is never read silently)."""
+def layout_warnings(root: str | Path) -> list[str]:
+    """What :func:`scan_afew` warns about the AFEW tree at ``root`` (chapter 00 records it for the run's summary):
+    a folder beside the splits that is not one (a misspelt ``Vall`` is never read silently)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        return []
     known = {s.lower() for s in AFEW_SPLITS}
     extra = sorted(c.name for c in root.iterdir() if c.is_dir() and not c.name.startswith(".")
                    and c.name.lower() not in known)
-    if extra:
-        warnings.warn(f"{root}: folder(s) {', '.join(map(repr, extra))} are not AFEW splits "
-                      f"({', '.join(AFEW_SPLITS)}) and are not read", UserWarning, stacklevel=3)
+    if not extra:
+        return []
+    return [f"{root}: folder(s) {', '.join(map(repr, extra))} are not AFEW splits ({', '.join(AFEW_SPLITS)}) "
+            "and are not read"]
+
+
+def _warn_unknown_folders(root: Path) -> None:
+    """Warn about a folder beside the splits that is not one (:func:`layout_warnings`)."""
+    for message in layout_warnings(root):
+        warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def _scan_split(root: Path, split: str, split_dir: Path) -> list[ClipRecord]:
