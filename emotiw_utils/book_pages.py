@@ -506,4 +506,7 @@ def prepare_book(root: str | Path | None = None) -> list[Path]:
             written.append(artifacts.atomic_write_text(executed_dir / MYST_DIR / f"{stem}.md", myst))
     written.append(write_stats_page(executed_dir, chapters))
     written.append(write_headline(executed_dir, chapters))
+    from .compare import write_variants_page  # the Variants page: this run's variants beside it (issue 22)
+
+    written.append(write_variants_page(executed_dir, chapters=chapters))
     return written
