@@ -3,6 +3,7 @@
 #   make book                 # demo profile -> _build/html/index.html
 #   make book PROFILE=smoke   # the tiny profile (about 3 minutes on 2 CPU cores)
 #   make run PROFILE=full DEVICE=cuda
+#   make lab VARIANT=lstm     # JupyterLab on the chapters of a variant of runs/demo (prints the URL)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -11,13 +12,14 @@ PYTHON ?= $(shell command -v python3.11 >/dev/null 2>&1 && echo python3.11 || ec
 VENV ?= .venv
 PROFILE ?= demo
 DEVICE ?=
+VARIANT ?=
 PYTEST_ARGS ?= -q
 
 VPY := $(VENV)/bin/python
 EMOTIW := $(VENV)/bin/emotiw
 STAMP := $(VENV)/.installed
 
-.PHONY: help install data run book test browser clean wheels
+.PHONY: help install data run book lab test browser clean wheels
 # Targets run in the order written (book = install, data, run, book) even under make -j.
 .NOTPARALLEL:
 
@@ -35,6 +37,10 @@ $(STAMP): pyproject.toml constraints.txt
 # and Pillow<10.3, which would replace ours (so `pip check` lists it); it works with them, and emotiw_utils.detect
 # provides the two torchvision functions it uses, so torchvision is never installed.
 	$(VPY) -m pip install --no-deps facenet-pytorch==2.6.0
+# JupyterLab (`make lab`): the kernel spec of this venv, named after the project, and jupytext's viewer as the default
+# for .md files (a settings override in the venv: emotiw_utils/lab.py); both stay inside $(VENV).
+	$(VPY) -m ipykernel install --sys-prefix --name emotiw-book --display-name "emotiw-book (.venv)"
+	$(VPY) -m emotiw_utils.lab --setup
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the pinned package (instant when up to date)
@@ -48,6 +54,9 @@ run: install ## execute every notebook of PROFILE with papermill (cached stages 
 book: install data run ## install, generate data, run the notebooks and render the book to _build/html
 	$(EMOTIW) book
 	@echo "open _build/html/index.html"
+
+lab: install ## JupyterLab on the chapters of PROFILE (VARIANT=NAME: a variant of runs/PROFILE), on 127.0.0.1 with a token
+	$(EMOTIW) lab --profile $(PROFILE) $(if $(VARIANT),--variant $(VARIANT))
 
 test: install ## run the test suite
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
