@@ -672,6 +672,10 @@ def run_pipeline(profile: str, stages: Iterable[str] | None = None, run_dir: str
     selected = select_stages(stages)
     run_dir = Path(run_dir if run_dir is not None else paths.default_run_dir(profile)).expanduser().resolve()
     base_dir = run_dir
+    if variant is None and variants_mod.is_variant(run_dir):
+        rec = variants_mod.read_variant(run_dir) or {}
+        raise ValueError(f"{run_dir} is variant {rec.get('name')!r} of {variants_mod.base_run_of(run_dir)}: run it with "
+                         f"--run-dir of its base and --variant {rec.get('name')} (its overrides apply then)")
     if variant is not None:
         run_dir, record = variants_mod.open_variant(base_dir, variant, profile, overrides, command)
         overrides = record["overrides"]

@@ -226,3 +226,9 @@ def test_a_parameter_changed_in_a_working_copy_becomes_an_override_of_the_varian
     results = pipeline.run_pipeline("smoke", stages=[stages.IRNN.name], run_dir=base, variant="edited", device="cpu",
                                     progress=False)
     assert {r.name: r.status for r in results}[stages.IRNN.name] == "cached"
+
+
+def test_a_variant_folder_is_not_run_as_a_plain_run(tmp_path):
+    vdir, _ = variants.open_variant(tmp_path, "v", "smoke", IRNN_OVERRIDE)
+    with pytest.raises(ValueError, match=r"is variant 'v' of .*--variant v"):
+        pipeline.run_pipeline("smoke", stages=[stages.IRNN.name], run_dir=vdir, device="cpu", progress=False)
