@@ -39,7 +39,6 @@ $(STAMP): pyproject.toml constraints.txt
 	$(VPY) -m pip install --no-deps facenet-pytorch==2.6.0
 # JupyterLab (`make lab`): the kernel spec of this venv, named after the project, and jupytext's viewer as the default
 # for .md files (a settings override in the venv: emotiw_utils/lab.py); both stay inside $(VENV).
-	$(VPY) -m ipykernel install --sys-prefix --name emotiw-book --display-name "emotiw-book (.venv)"
 	$(VPY) -m emotiw_utils.lab --setup
 	@touch $(STAMP)
 

@@ -61,6 +61,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from . import paths
+from .working_copies import LAB_KERNEL, LAB_KERNEL_DISPLAY
 
 __all__ = ["DEFAULT_PORT", "KERNEL_DISPLAY_NAME", "KERNEL_NAME", "LOOPBACK", "LabServer", "free_port",
            "install_kernel", "install_settings", "lab_command", "serve", "settings_override", "start_lab"]
@@ -71,9 +72,9 @@ LOOPBACK = "127.0.0.1"
 DEFAULT_PORT = 8888
 #: How many ports after ``DEFAULT_PORT`` are tried.
 PORT_TRIES = 50
-#: The kernel spec named after the project, installed into the virtualenv.
-KERNEL_NAME = "emotiw-book"
-KERNEL_DISPLAY_NAME = "emotiw-book (.venv)"
+#: The kernel spec named after the project, installed into the virtualenv (the working copies ask for it).
+KERNEL_NAME = LAB_KERNEL
+KERNEL_DISPLAY_NAME = LAB_KERNEL_DISPLAY
 #: The viewer jupytext's JupyterLab extension registers (text notebooks opened as notebooks).
 JUPYTEXT_VIEWER = "Jupytext Notebook"
 #: JupyterLab's state folder inside the working copies' folder.
@@ -362,10 +363,12 @@ def _main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m emotiw_utils.lab")
-    p.add_argument("--setup", action="store_true", help="write the JupyterLab settings override into sys.prefix")
+    p.add_argument("--setup", action="store_true",
+                   help="write the JupyterLab settings override and the emotiw-book kernel spec into sys.prefix")
     args = p.parse_args(argv)
     if args.setup:
         print(install_settings())
+        print(install_kernel())
     return 0
 
 

@@ -232,3 +232,18 @@ def test_a_variant_folder_is_not_run_as_a_plain_run(tmp_path):
     vdir, _ = variants.open_variant(tmp_path, "v", "smoke", IRNN_OVERRIDE)
     with pytest.raises(ValueError, match=r"is variant 'v' of .*--variant v"):
         pipeline.run_pipeline("smoke", stages=[stages.IRNN.name], run_dir=vdir, device="cpu", progress=False)
+
+
+@pytest.mark.slow
+def test_compare_names_the_changed_parameter_and_the_changed_metrics(irnn_variant, tmp_path, capsys):
+    from emotiw_utils import cli, compare
+
+    cmp = compare.compare_runs([irnn_variant["base"], irnn_variant["vdir"]], ["base", "hidden48"])
+    assert [(p.stage, p.key, p.values) for p in cmp.parameters] == [(stages.IRNN.name, "hidden", [200, 48])]
+    changed = {f.stage for f in cmp.changed if f.name != "wall time"}
+    assert stages.IRNN.name in changed and stages.AUDIO.name not in changed and stages.CNN.name not in changed
+    assert cmp.statuses(stages.CNN.name)[1] == "reused"
+    rc = cli.main(["compare", "hidden48", "--run-dir", str(irnn_variant["base"]), "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "hidden" in out and "200" in out and "48" in out and stages.IRNN.name in out
+    assert (tmp_path / compare.CSV_FILE).is_file() and (tmp_path / compare.JSON_FILE).is_file()
