@@ -82,7 +82,8 @@ def open_stage(stage: str, *, profile: str, run_dir: str | Path, seed: int, devi
                n_seeds: int = 1, show: bool = True) -> StageContext:
     """Open stage ``stage`` (a name of :mod:`emotiw_utils.stages`) in ``run_dir`` and return its context.
 
-    * creates ``{run_dir}/{stage}/``;
+    * creates ``{run_dir}/{stage}/`` (a link there, to another run's stage, is replaced by a folder of this run:
+      the other run is never written);
     * labels the data: each of AFEW, FER2013, TFD given is synthetic or real; ``datasets`` keeps only
       those the chapter uses (``["AFEW"]`` for audio and activity);
     * with ``train_splits`` (the clip-level stages 03-08): validates the partition protocol
@@ -94,6 +95,7 @@ def open_stage(stage: str, *, profile: str, run_dir: str | Path, seed: int, devi
 
     from . import artifacts
     from .device import seed_everything
+    from .variants import detach
     from .datasets.origins import dataset_origins, describe_origins
 
     st = stages.get(stage)
@@ -104,6 +106,10 @@ def open_stage(stage: str, *, profile: str, run_dir: str | Path, seed: int, devi
         origins = {k: v for k, v in origins.items() if k in datasets}
     partition = check_partition(train_splits, select_split, fixed=fixed) if train_splits is not None else None
     run_dir = Path(run_dir)
+    # A stage folder that is a link (a variant reusing its base run's stage, a submission sharing the main run's)
+    # belongs to another run: the stage now runs here, so the link goes and the folder becomes this run's own.
+    # Writing through it would change the other run (a working copy opened in JupyterLab runs without the runner).
+    detach(st.dir(run_dir))
     ctx = StageContext(stage=st, profile=str(profile), run_dir=run_dir, out_dir=artifacts.stage_dir(run_dir, st.name),
                        seed=int(seed), seeds=[int(seed) + i for i in range(int(n_seeds))], device=str(device),
                        origins=origins, data_label=describe_origins(origins) if origins else "none",

@@ -48,7 +48,8 @@ LAB_KERNEL_DISPLAY = "emotiw-book (.venv)"
 def _lab_context(profile: str, variant: str | None, run_dir: str | Path | None,
                  overrides: Mapping[str, Any] | Iterable[str] | None, device: str | None, data: Any = None,
                  replace: Mapping[str, Any] | None = None, command: str | None = None):
-    """``(target folder, params, data, device)`` of a lab session: the variant's folder (created) or the run."""
+    """``(base run, target folder, params, data, device)`` of a lab session; the target is the variant's folder
+    (created, its record updated) or the run itself."""
     from .device import resolve_device
 
     if overrides is not None and not isinstance(overrides, Mapping):
@@ -80,7 +81,7 @@ def _data_of_run(run_dir: Path):
         p = (m or {}).get("parameters") or {}
         if p.get("afew_dir") and p.get("fer2013_path"):
             data = pipeline.DataPaths(Path(p["afew_dir"]), Path(p["fer2013_path"]),
-                             Path(p["tfd_path"]) if p.get("tfd_path") else None, bool(p.get("synthetic")))
+                                      Path(p["tfd_path"]) if p.get("tfd_path") else None, bool(p.get("synthetic")))
             try:
                 return data.resolved()
             except FileNotFoundError:

@@ -83,6 +83,21 @@ def test_detach_removes_a_link_without_touching_its_target(tmp_path):
     assert (target / "model.bin").read_bytes() == b"weights"
 
 
+def test_open_stage_on_a_linked_stage_makes_it_the_runs_own(tmp_path):
+    """A working copy run in JupyterLab (no runner) of a stage the variant reused: the link goes, the base stays."""
+    from emotiw_utils.stage_context import open_stage
+
+    base = tmp_path / "base"
+    (base / stages.IRNN.name).mkdir(parents=True)
+    (base / stages.IRNN.name / stages.METRICS).write_text("{}")
+    vdir, _ = variants.open_variant(base, "v", "smoke")
+    (vdir / stages.IRNN.name).symlink_to(base / stages.IRNN.name, target_is_directory=True)
+    ctx = open_stage(stages.IRNN.name, profile="smoke", run_dir=vdir, seed=0, show=False)
+    assert ctx.out_dir == vdir / stages.IRNN.name and ctx.out_dir.is_dir() and not ctx.out_dir.is_symlink()
+    assert not (ctx.out_dir / stages.METRICS).exists()
+    assert (base / stages.IRNN.name / stages.METRICS).read_text() == "{}"
+
+
 def test_a_variant_whose_base_lacks_a_stage_names_the_command_that_builds_it(tmp_path):
     """The variant changes 03 only; the base never ran the stages 03 reads: refused before anything runs."""
     data = tmp_path / "data"
@@ -221,6 +236,9 @@ def test_a_parameter_changed_in_a_working_copy_becomes_an_override_of_the_varian
     _execute_as_is(copy)
     rec = variants.read_variant(lab.parent)
     assert rec["overrides"] == {f"{stages.IRNN.name}.hidden": 48}
+    # 03 was linked to the base's when the copies were written (nothing differed yet): it ran in the variant
+    assert not variants.reused(lab.parent, stages.IRNN.name)
+    assert _snapshot(base) == irnn_variant["before"]
     params = profiles.load_params("smoke", rec["overrides"])
     assert params["stages"][stages.IRNN.name]["hidden"] == 48
     results = pipeline.run_pipeline("smoke", stages=[stages.IRNN.name], run_dir=base, variant="edited", device="cpu",
