@@ -31,8 +31,10 @@ import contextlib
 import errno
 import hashlib
 import json
+import os
 import shutil
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -383,6 +385,18 @@ def _kernel_manager_class():
 
                 return "auto" if zmq.has("curve") else "disabled"
 
+            async def _async_launch_kernel(self, kernel_cmd, **kw):
+                # The kernel process's own log (not the notebook's output, which papermill records) goes to a
+                # file, not the terminal: a kernel shut down while a cell ran can still print a ZMQError
+                # traceback there after Ctrl-C, whatever _quiesce does. KERNEL_LOG_DIR keeps it for a crash.
+                KERNEL_LOG_DIR.mkdir(parents=True, exist_ok=True)
+                log = open(KERNEL_LOG_DIR / f"kernel-{os.getpid()}-{uuid.uuid4().hex[:8]}.log", "w")  # noqa: SIM115
+                kw.setdefault("stderr", log)
+                try:
+                    return await super()._async_launch_kernel(kernel_cmd, **kw)
+                finally:
+                    log.close()  # the kernel holds its own copy of the descriptor
+
             async def _async_interrupt_kernel(self):
                 # jupyter_client's shutdown_kernel sends the kernel SIGINT, then at once the shutdown request.
                 # An idle kernel still finishing its last reply logged "[IPKernelApp] ERROR | KeyboardInterrupt
@@ -397,6 +411,9 @@ def _kernel_manager_class():
         _KM_CLASS = ThisPythonKernelManager
     return _KM_CLASS
 
+
+#: Where the kernels' own logs go (their stderr; the notebooks' outputs are in the executed notebooks).
+KERNEL_LOG_DIR = Path(tempfile.gettempdir()) / "emotiw-kernels"
 
 #: Seconds a kernel at shutdown has to answer before it is taken as busy (running a cell), then, interrupted,
 #: to end that cell and answer (it is then asked to shut down either way; jupyter_client terminates it if it

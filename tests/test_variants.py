@@ -232,7 +232,8 @@ def test_a_parameter_changed_in_a_working_copy_becomes_an_override_of_the_varian
     copy = lab / f"{stages.IRNN.name}.md"
     text = copy.read_text(encoding="utf-8")
     assert "hidden = 200" in text
-    copy.write_text(text.replace("hidden = 200", "hidden = 48", 1), encoding="utf-8")  # the user's edit
+    head, _, tail = text.rpartition("hidden = 200")  # the injected cell's (the chapter's own cell comes first)
+    copy.write_text(head + "hidden = 48" + tail, encoding="utf-8")  # the user's edit
     _execute_as_is(copy)
     rec = variants.read_variant(lab.parent)
     assert rec["overrides"] == {f"{stages.IRNN.name}.hidden": 48}
