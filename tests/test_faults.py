@@ -596,19 +596,10 @@ def test_a_full_disk_after_the_notebook_ran_is_one_line_and_leaves_no_temporary_
     stage's manifest ``failed`` with the reason, no temporary file."""
     import errno
 
-    from emotiw_utils import book_pages, cli, paths, pipeline, stages
+    from emotiw_utils import book_pages, cli, pipeline
 
-    (tmp_path / "a.md").write_text(_NOTEBOOK)
-    (tmp_path / "params").mkdir()
-    (tmp_path / "params" / "base.yaml").write_text("common:\n  seed: 0\n  device: cpu\nstages:\n  00_a: {}\n")
-    (tmp_path / "params" / "smoke.yaml").write_text("# as base.yaml\n")
-    (tmp_path / "afew").mkdir()
-    (tmp_path / "fer2013.csv").write_text("emotion,pixels,Usage\n")
-    monkeypatch.setattr(stages, "STAGES", [stages.Stage("00_a", str(tmp_path / "a.md"), "A")])
-    monkeypatch.setattr(paths, "PARAMS_DIR", tmp_path / "params")
+    argv = _throwaway_run(tmp_path, monkeypatch)
     run = tmp_path / "run"
-    argv = ["run", "--profile", "smoke", "--run-dir", str(run), "--executed-dir", str(tmp_path / "executed"),
-            "--afew", str(tmp_path / "afew"), "--fer2013", str(tmp_path / "fer2013.csv"), "--quiet"]
 
     def full_disk(src, dst, *a, **k):
         Path(dst).write_bytes(Path(src).read_bytes()[:100])
